@@ -1,0 +1,30 @@
+"""Stage: training figures from training.parquet and runs.parquet."""
+
+from __future__ import annotations
+
+import json
+
+from ..plots import save
+from ..plots.training import final_vs_hparams, training_curves
+from ..tables import read_table
+
+NAME = "plot-training"
+HELP = "draw training curves and final metrics against hyper-parameters"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--training", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--params", default="{}", help="JSON of the config's `plots` section")
+    p.add_argument("--curves", required=True, help="output figure of training curves")
+    p.add_argument("--hparams", required=True, help="output figure of metrics vs hyper-parameters")
+
+
+def run(args) -> None:
+    import matplotlib.pyplot as plt
+
+    params = json.loads(args.params)
+    plt.style.use(params.get("style", "default"))
+    dpi = params.get("dpi", 150)
+    save(training_curves(read_table(args.training, "training")), args.curves, dpi)
+    save(final_vs_hparams(read_table(args.runs, "runs")), args.hparams, dpi)

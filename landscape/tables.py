@@ -1,0 +1,182 @@
+"""The table contract: one place defines every Parquet table's columns, types and meaning.
+
+``write_table(df, name, path)`` checks ``df`` against ``SCHEMAS[name]`` (missing or extra
+columns are errors), casts to the declared types, stores a content checksum in the Parquet
+metadata and writes atomically. ``read_table(path, name)`` verifies name and checksum.
+``python -m landscape schema`` prints every schema (the README's table section is generated
+from it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import IntegrityError, atomic_path
+
+SCHEMA_VERSION = 1
+_ARROW = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    dtype: str  # one of _ARROW
+    doc: str
+
+
+RUN_HPARAMS = [
+    Col("run", "string", "run identifier: model_optimizer_lr…_bs…_wd…_s…"),
+    Col("model", "string", "model name in the registry"),
+    Col("optimizer", "string", "sgd (with momentum) or adam"),
+    Col("lr", "float64", "learning rate η"),
+    Col("batch_size", "int64", "mini-batch size"),
+    Col("weight_decay", "float64", "L2 weight decay"),
+    Col("seed", "int64", "seed of initialisation and data order"),
+]
+EVAL = [
+    Col("eval_set", "string", "evaluation set, e.g. train[2048,seed=0] or test[all]"),
+    Col("eval_size", "int64", "number of samples in the evaluation set"),
+]
+
+SCHEMAS: dict[str, list[Col]] = {
+    "training": RUN_HPARAMS + [
+        Col("epoch", "int64", "epochs completed (0 = initialisation)"),
+        Col("step", "int64", "optimiser steps completed"),
+        Col("train_loss", "float64", "mean cross-entropy on the training set (eval mode)"),
+        Col("train_acc", "float64", "accuracy on the training set"),
+        Col("test_loss", "float64", "mean cross-entropy on the test set"),
+        Col("test_acc", "float64", "accuracy on the test set"),
+        Col("lr_now", "float64", "learning rate in use during this epoch"),
+        Col("wall_time", "float64", "training seconds so far (excluding evaluation)"),
+    ],
+    "runs": RUN_HPARAMS + [
+        Col("status", "string", "ok or diverged"),
+        Col("diverged_step", "int64", "optimiser step where the loss became non-finite (-1: never)"),
+        Col("epochs", "int64", "epochs completed"),
+        Col("n_params", "int64", "trainable parameters"),
+        Col("train_loss", "float64", "final training loss"),
+        Col("train_acc", "float64", "final training accuracy"),
+        Col("test_loss", "float64", "final test loss"),
+        Col("test_acc", "float64", "final test accuracy"),
+        Col("gap_loss", "float64", "generalisation gap: test loss − train loss"),
+        Col("gap_error", "float64", "generalisation gap: test error − train error"),
+        Col("train_seconds", "float64", "wall-clock seconds spent in optimisation"),
+        Col("train_size", "int64", "training samples"),
+        Col("test_size", "int64", "test samples"),
+        Col("data_fingerprint", "string", "SHA-256 prefix of the exact data used"),
+    ],
+    "skipped": [
+        Col("run", "string", "run identifier"),
+        Col("stage", "string", "stage that skipped the run"),
+        Col("reason", "string", "why it was skipped"),
+    ],
+}
+
+
+def _coerce(df: pd.DataFrame, name: str) -> pa.Table:
+    if name not in SCHEMAS:
+        raise KeyError(f"Unknown table {name!r}. Known tables are {sorted(SCHEMAS)}.")
+    cols = SCHEMAS[name]
+    want = [c.name for c in cols]
+    missing = [c for c in want if c not in df.columns]
+    extra = [c for c in df.columns if c not in want]
+    if missing or extra:
+        raise ValueError(f"table {name!r}: missing columns {missing}, unexpected columns {extra}")
+    arrays = []
+    for c in cols:
+        s = df[c.name]
+        if c.dtype == "string":
+            values = s.astype(object).where(s.notna(), None).tolist()
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+        elif c.dtype == "bool":
+            arrays.append(pa.array(s.astype(bool).to_numpy(), pa.bool_()))
+        elif c.dtype == "int64":
+            arrays.append(pa.array(s.astype(np.int64).to_numpy(), pa.int64()))
+        else:
+            arrays.append(pa.array(s.astype(np.float64).to_numpy(), pa.float64()))
+    return pa.Table.from_arrays(arrays, names=want)
+
+
+def _digest(table: pa.Table) -> str:
+    h = hashlib.sha256()
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        h.update(name.encode())
+        if pa.types.is_string(col.type):
+            h.update(json.dumps(col.to_pylist()).encode())
+        else:
+            h.update(col.to_numpy(zero_copy_only=False).tobytes())
+    return h.hexdigest()
+
+
+def write_table(df: pd.DataFrame, name: str, path: str | Path, extra_meta: dict | None = None) -> None:
+    """Validate ``df`` against schema ``name`` and write it atomically to ``path``."""
+    table = _coerce(df.reset_index(drop=True), name)
+    meta = {"landscape.table": name, "landscape.schema_version": str(SCHEMA_VERSION),
+            "landscape.sha256": _digest(table)}
+    for k, v in (extra_meta or {}).items():
+        meta[f"landscape.{k}"] = json.dumps(v)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
+    """Read a table written by ``write_table``, verifying its name and checksum."""
+    path = Path(path)
+    remedy = "delete it and rerun the stage that writes it"
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001
+        raise IntegrityError(f"{path}: table is truncated or corrupt ({exc}); {remedy}.") from exc
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if name is not None and meta.get("landscape.table") != name:
+        raise IntegrityError(f"{path}: expected table {name!r}, found "
+                             f"{meta.get('landscape.table')!r}; {remedy}.")
+    table = table.replace_schema_metadata(None)
+    if meta.get("landscape.sha256") != _digest(table):
+        raise IntegrityError(f"{path}: table content does not match its checksum (altered); "
+                             f"{remedy}.")
+    return table.to_pandas()
+
+
+def table_meta(path: str | Path) -> dict:
+    """The extra metadata stored with a table (decoded JSON values)."""
+    raw = pq.read_schema(path).metadata or {}
+    out = {}
+    for k, v in raw.items():
+        k = k.decode()
+        if k.startswith("landscape.") and k not in ("landscape.table", "landscape.sha256",
+                                                    "landscape.schema_version"):
+            out[k[len("landscape."):]] = json.loads(v.decode())
+    return out
+
+
+def empty(name: str) -> pd.DataFrame:
+    """An empty frame with schema ``name``'s columns."""
+    return pd.DataFrame({c.name: pd.Series(dtype=object) for c in SCHEMAS[name]})
+
+
+def concat_tables(paths: list[str | Path], name: str) -> pd.DataFrame:
+    """Read and concatenate several tables of schema ``name`` (an empty frame if none)."""
+    frames = [read_table(p, name) for p in paths]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else empty(name)
+
+
+def describe() -> str:
+    """Markdown description of every schema."""
+    lines = []
+    for name, cols in SCHEMAS.items():
+        lines.append(f"### `{name}`\n\n| column | type | meaning |\n|---|---|---|")
+        lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in cols]
+        lines.append("")
+    return "\n".join(lines)

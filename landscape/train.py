@@ -1,0 +1,257 @@
+"""Training one run of the study: deterministic, resumable, divergence-aware.
+
+``train_run(cfg, train, test, out_dir)`` trains ``cfg.model`` with ``cfg.optimizer`` and writes
+into ``out_dir``:
+
+- ``checkpoint.pt``: final state dict + metadata (config, seed, versions, data fingerprint, status)
+- ``snapshots.pt``: parameter states at step 0, at ``cfg.snapshot_steps`` inside epoch 1, and at
+  the end of every epoch (for trajectory PCA and sharpness over training)
+- ``metrics.parquet``: one row per epoch (epoch 0 = initialisation)
+- ``run.parquet``: one row summarising the run (status, final metrics, generalisation gap)
+
+A resumable ``state.pt`` (model, optimiser, RNG states, epoch, metrics and snapshots so far) is
+written atomically after each epoch and removed when the run completes; a killed run started again
+resumes from it and ends bit-identical to an uninterrupted run. Shuffling uses a generator seeded
+by (seed, epoch), so the data order does not depend on how many epochs ran in this process.
+A non-finite loss stops training; the run is recorded with status ``diverged``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .checkpoints import library_versions, save_checkpoint
+from .data import Split
+from .evaluate import evaluate, resolve_device
+from .io import IntegrityError, load_verified, save_verified
+from .models import build_model, count_parameters
+from .tables import write_table
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    optimizer: str
+    lr: float
+    batch_size: int
+    weight_decay: float
+    seed: int
+    epochs: int = 3
+    momentum: float = 0.9
+    schedule: str = "constant"
+    model_options: dict = field(default_factory=dict)
+    snapshot_steps: list[int] = field(default_factory=list)
+    eval_batch_size: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}. "
+                             f"Supported optimizers are {list(OPTIMIZERS)}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}. "
+                             f"Supported schedules are {list(SCHEDULES)}.")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_id(model: str, optimizer: str, lr: float, batch_size: int, weight_decay: float,
+           seed: int) -> str:
+    """The run identifier used in paths and tables."""
+    return f"{model}_{optimizer}_lr{lr:g}_bs{batch_size}_wd{weight_decay:g}_s{seed}"
+
+
+def parse_run_id(run: str) -> dict:
+    """Inverse of ``run_id``."""
+    import re
+
+    m = re.fullmatch(r"(?P<model>.+)_(?P<optimizer>[a-z]+)_lr(?P<lr>[^_]+)_bs(?P<batch_size>\d+)"
+                     r"_wd(?P<weight_decay>[^_]+)_s(?P<seed>\d+)", run)
+    if not m:
+        raise ValueError(f"Malformed run id {run!r}; expected "
+                         "<model>_<optimizer>_lr<lr>_bs<batch>_wd<wd>_s<seed>.")
+    d = m.groupdict()
+    return {"model": d["model"], "optimizer": d["optimizer"], "lr": float(d["lr"]),
+            "batch_size": int(d["batch_size"]), "weight_decay": float(d["weight_decay"]),
+            "seed": int(d["seed"])}
+
+
+def hparam_columns(cfg: TrainConfig) -> dict:
+    return {"run": run_id(cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.weight_decay,
+                          cfg.seed),
+            "model": cfg.model, "optimizer": cfg.optimizer, "lr": cfg.lr,
+            "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate used during (0-based) ``epoch``."""
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
+
+
+def epoch_order(n: int, seed: int, epoch: int, device) -> torch.Tensor:
+    """The shuffled sample order of ``epoch`` (depends only on seed and epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).to(device)
+
+
+def set_deterministic(device: torch.device) -> None:
+    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+
+
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _optimizer_state_to_cpu(state: dict) -> dict:
+    return copy.deepcopy(
+        {k: ({i: {n: (t.cpu() if torch.is_tensor(t) else t) for n, t in s.items()}
+              for i, s in v.items()} if k == "state" else v) for k, v in state.items()})
+
+
+def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
+              fingerprint: str = "", device: str = "auto", progress: bool = True,
+              stop_after_epochs: int | None = None) -> dict:
+    """Train one run and write its outputs into ``out_dir``; return the run summary row.
+
+    ``stop_after_epochs`` ends the process early after saving the resumable state (for tests of
+    interruption); the outputs are then not written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    set_deterministic(dev)
+    hp = hparam_columns(cfg)
+    x_train, y_train = train.tensors(dev)
+    x_test, y_test = test.tensors(dev)
+    n = x_train.shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, **cfg.model_options).to(dev)
+    opt = make_optimizer(cfg, model.parameters())
+    rows: list[dict] = []
+    snaps: dict = {"step": [], "epoch": [], "states": []}
+    start_epoch, step, wall = 0, 0, 0.0
+    status, diverged_step = "ok", -1
+
+    state_path = out / "state.pt"
+    if state_path.exists():
+        try:
+            st = load_verified(state_path, "resume state")
+        except IntegrityError as exc:
+            print(f"ignoring unusable resume state: {exc}")
+            st = None
+        if st is not None and st["config_digest"] == cfg.digest() and st["fingerprint"] == fingerprint:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            torch.set_rng_state(st["torch_rng"])
+            rows, snaps = st["rows"], st["snapshots"]
+            start_epoch, step, wall = st["epoch"], st["step"], st["wall"]
+            print(f"resuming {hp['run']} from epoch {start_epoch} (step {step})")
+        elif st is not None:
+            print("resume state belongs to another config or data; starting afresh")
+
+    def snapshot(epoch_frac: float) -> None:
+        snaps["step"].append(step)
+        snaps["epoch"].append(float(epoch_frac))
+        snaps["states"].append(_cpu_state(model))
+
+    def record(epoch: int) -> None:
+        tl, ta = evaluate(model, x_train, y_train, cfg.eval_batch_size)
+        vl, va = evaluate(model, x_test, y_test, cfg.eval_batch_size)
+        rows.append({**hp, "epoch": epoch, "step": step, "train_loss": tl, "train_acc": ta,
+                     "test_loss": vl, "test_acc": va,
+                     "lr_now": lr_at(cfg, max(epoch - 1, 0)), "wall_time": wall})
+
+    if start_epoch == 0 and not rows:
+        record(0)
+        snapshot(0.0)
+    snapshot_steps = set(s for s in cfg.snapshot_steps if 0 < s < steps_per_epoch)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=hp["run"], unit="epoch", disable=not progress,
+               mininterval=1.0)
+    for epoch in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, epoch)
+        model.train()
+        order = epoch_order(n, cfg.seed, epoch, dev)
+        t0 = time.perf_counter()
+        running = torch.zeros((), dtype=torch.float64, device=dev)
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+            if not torch.isfinite(loss):
+                status, diverged_step = "diverged", step
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            running += loss.detach()
+            if epoch == 0 and step in snapshot_steps:
+                wall += time.perf_counter() - t0
+                snapshot(step / steps_per_epoch)
+                t0 = time.perf_counter()
+        wall += time.perf_counter() - t0
+        if status == "diverged":
+            print(f"{hp['run']}: loss became non-finite at step {step}; stopping (diverged)")
+            break
+        record(epoch + 1)
+        snapshot(epoch + 1)
+        bar.set_postfix(loss=f"{float(running) / steps_per_epoch:.4f}",
+                        test_acc=f"{rows[-1]['test_acc']:.4f}")
+        save_verified(state_path, {
+            "config_digest": cfg.digest(), "fingerprint": fingerprint, "epoch": epoch + 1,
+            "step": step, "wall": wall, "model": _cpu_state(model),
+            "optimizer": _optimizer_state_to_cpu(opt.state_dict()),
+            "torch_rng": torch.get_rng_state(), "rows": rows, "snapshots": snaps})
+        if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs:
+            return {}
+    bar.close()
+
+    final = rows[-1]
+    summary = {**hp, "status": status, "diverged_step": diverged_step,
+               "epochs": final["epoch"], "n_params": count_parameters(model),
+               "train_loss": final["train_loss"], "train_acc": final["train_acc"],
+               "test_loss": final["test_loss"], "test_acc": final["test_acc"],
+               "gap_loss": final["test_loss"] - final["train_loss"],
+               "gap_error": (1 - final["test_acc"]) - (1 - final["train_acc"]),
+               "train_seconds": wall, "train_size": len(train), "test_size": len(test),
+               "data_fingerprint": fingerprint}
+    meta = {"config": cfg.as_dict(), "run": hp["run"], "seed": cfg.seed, "status": status,
+            "diverged_step": diverged_step, "versions": library_versions(),
+            "data_fingerprint": fingerprint, "device": str(dev)}
+    save_verified(out / "snapshots.pt", {"kind": "snapshots", "meta": meta, **snaps})
+    save_checkpoint(out / "checkpoint.pt", model.state_dict(), meta)
+    write_table(pd.DataFrame(rows), "training", out / "metrics.parquet")
+    write_table(pd.DataFrame([summary]), "runs", out / "run.parquet")
+    state_path.unlink(missing_ok=True)
+    return summary

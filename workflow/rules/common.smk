@@ -1,0 +1,49 @@
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from landscape.config import ConfigError, validate
+from landscape.study import sources, study_runs, train_params
+
+
+try:
+    _validated = validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+except ConfigError as exc:
+    sys.stderr.write(f"{exc}\n")
+    raise SystemExit(1)
+config.clear()
+config.update(_validated)
+
+# the interpreter that runs Snakemake runs the stages too (the project's venv)
+LANDSCAPE = f"{shlex.quote(sys.executable)} -m landscape"
+RUNS = study_runs(config)
+RES = "results"
+
+
+wildcard_constraints:
+    run="[A-Za-z0-9_.+-]+",
+
+
+def src(*stages):
+    """The package files a stage imports: editing one reruns the rules that use it."""
+    return list(sources(*(f"stages.{s}" for s in stages)))
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def run_train_params(wildcards):
+    model = next(m for m in config["study"]["model"] if wildcards.run.startswith(m + "_"))
+    return as_json(train_params(config, model))
+
+
+def all_targets():
+    targets = [
+        f"{RES}/tables/training.parquet",
+        f"{RES}/tables/runs.parquet",
+        f"{RES}/figures/training_curves.png",
+        f"{RES}/figures/final_vs_hparams.png",
+    ]
+    return targets + hessian_targets() + slice_targets()

@@ -1,0 +1,11 @@
+rule prepare_data:
+    input:
+        code=src("prepare_data"),
+    output:
+        f"{RES}/data/fashion_mnist.pt",
+    params:
+        data=as_json(config["data"]),
+    log:
+        f"{RES}/logs/prepare_data.log",
+    shell:
+        "{LANDSCAPE} prepare-data --params {params.data:q} --out {output} > {log} 2>&1"
