@@ -20,7 +20,7 @@ REMEDY = "delete it and rerun its training job (snakemake reruns it when it is m
 def library_versions() -> dict[str, str]:
     import numpy
 
-    return {"torch": torch.__version__, "numpy": numpy.__version__,
+    return {"torch": str(torch.__version__), "numpy": str(numpy.__version__),
             "python": platform.python_version()}
 
 

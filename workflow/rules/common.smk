@@ -18,7 +18,7 @@ config.update(_validated)
 # the interpreter that runs Snakemake runs the stages too (the project's venv)
 LANDSCAPE = f"{shlex.quote(sys.executable)} -m landscape"
 RUNS = study_runs(config)
-RES = "results"
+RES = config["results_dir"].rstrip("/")
 
 
 wildcard_constraints:

