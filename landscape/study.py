@@ -8,6 +8,8 @@ Snakemake does not notice edits to imported Python code, so every rule declares 
 from __future__ import annotations
 
 import ast
+import os
+import sys
 import itertools
 from functools import lru_cache
 from pathlib import Path
@@ -81,3 +83,10 @@ def sources(*modules: str) -> tuple[str, ...]:
         todo.extend(_imports(path, mod) - set(seen))
     skip = {PACKAGE_DIR / "__init__.py"}
     return tuple(sorted(str(p) for p in set(seen.values()) - skip))
+
+
+def use_this_python() -> None:
+    """Put this interpreter's folder first on PATH, so `python -m landscape` in rules runs it."""
+    here = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != here:
+        os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])

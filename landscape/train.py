@@ -56,7 +56,7 @@ class TrainConfig:
     schedule: str = "constant"
     model_options: dict = field(default_factory=dict)
     snapshot_steps: list[int] = field(default_factory=list)
-    eval_batch_size: int = 2048
+    eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -57,6 +57,9 @@ def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
     for ax, title in zip(axes, ["final test accuracy", "gap: test − train loss",
                                 "gap: test − train error"]):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(ok["batch_size"].unique()))
+        ax.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+        ax.minorticks_off()
         ax.set_xlabel("batch size")
         ax.set_title(title)
         ax.grid(alpha=0.3)

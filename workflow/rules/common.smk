@@ -1,10 +1,9 @@
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from landscape.config import ConfigError, validate
-from landscape.study import sources, study_runs, train_params
+from landscape.study import sources, study_runs, train_params, use_this_python
 
 
 try:
@@ -15,8 +14,10 @@ except ConfigError as exc:
 config.clear()
 config.update(_validated)
 
-# the interpreter that runs Snakemake runs the stages too (the project's venv)
-LANDSCAPE = f"{shlex.quote(sys.executable)} -m landscape"
+# The interpreter that runs Snakemake runs the stages too (the project's venv): put it first on
+# PATH so that `python -m landscape` in the rules' shell commands is this interpreter.
+use_this_python()
+ENV = "../../environment.yml"
 RUNS = study_runs(config)
 RES = config["results_dir"].rstrip("/")
 
@@ -35,7 +36,7 @@ def as_json(obj):
 
 
 def run_train_params(wildcards):
-    model = next(m for m in config["study"]["model"] if wildcards.run.startswith(m + "_"))
+    model = next(m for m in config["study"]["model"] if wildcards.run.startswith(f"{m}_"))
     return as_json(train_params(config, model))
 
 

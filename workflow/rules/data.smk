@@ -5,7 +5,9 @@ rule prepare_data:
         f"{RES}/data/fashion_mnist.pt",
     params:
         data=as_json({**config["data"], "cache_dir": f"{RES}/data/download"}),
+    conda:
+        ENV
     log:
         f"{RES}/logs/prepare_data.log",
     shell:
-        "{LANDSCAPE} prepare-data --params {params.data:q} --out {output} > {log} 2>&1"
+        "python -m landscape prepare-data --params {params.data:q} --out {output} > {log} 2>&1"

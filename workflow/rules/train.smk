@@ -11,13 +11,15 @@ rule train:
         train=run_train_params,
         device=config["device"],
         out=lambda w: f"{RES}/runs/{w.run}",
+    conda:
+        ENV
     log:
         f"{RES}/logs/train/{{run}}.log",
     benchmark:
         f"{RES}/benchmarks/train/{{run}}.tsv"
     threads: 1
     shell:
-        "{LANDSCAPE} train --threads {threads} --data {input.data} --run {wildcards.run}"
+        "python -m landscape train --threads {threads} --data {input.data} --run {wildcards.run}"
         " --params {params.train:q} --device {params.device} --out {params.out} > {log} 2>&1"
 
 
@@ -27,10 +29,12 @@ rule gather_training:
         code=src("gather"),
     output:
         f"{RES}/tables/training.parquet",
+    conda:
+        ENV
     log:
         f"{RES}/logs/gather_training.log",
     shell:
-        "{LANDSCAPE} gather --table training --sort run epoch --out {output}"
+        "python -m landscape gather --table training --sort run epoch --out {output}"
         " {input.metrics} > {log} 2>&1"
 
 
@@ -40,10 +44,12 @@ rule gather_runs:
         code=src("gather"),
     output:
         f"{RES}/tables/runs.parquet",
+    conda:
+        ENV
     log:
         f"{RES}/logs/gather_runs.log",
     shell:
-        "{LANDSCAPE} gather --table runs --sort run --out {output} {input.runs} > {log} 2>&1"
+        "python -m landscape gather --table runs --sort run --out {output} {input.runs} > {log} 2>&1"
 
 
 rule plot_training:
@@ -64,9 +70,11 @@ rule plot_training:
         ),
     params:
         plots=as_json(config["plots"]),
+    conda:
+        ENV
     log:
         f"{RES}/logs/plot_training.log",
     shell:
-        "{LANDSCAPE} plot-training --training {input.training} --runs {input.runs}"
+        "python -m landscape plot-training --training {input.training} --runs {input.runs}"
         " --params {params.plots:q} --curves {output.curves} --hparams {output.hparams}"
         " > {log} 2>&1"

@@ -1,0 +1,50 @@
+# landscape: the two commands of the README.
+#   make run   — set everything up on a fresh Debian/Ubuntu machine and run the default study
+#   make test  — run the test suite (what CI runs)
+PYTHON ?= python3.11
+VENV   ?= .venv
+CORES  ?= 4
+BIN    := $(VENV)/bin
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: run test setup data report bench lint clean
+
+run: setup data
+	$(BIN)/snakemake --cores $(CORES)
+
+report: run
+	$(BIN)/snakemake --report results/report.html
+
+test: setup data
+	$(BIN)/python -m pytest -q
+
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Fashion-MNIST from Debian's package where apt exists; otherwise the prepare_data stage
+# downloads it with torchvision if the config says data.download: true.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q dataset-fashion-mnist; \
+	else echo "no apt: set data.download: true in config.yaml (or data.root) to fetch Fashion-MNIST"; fi
+
+bench: setup data
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_hessian.py
+	$(BIN)/python bench/bench_slices.py
+
+lint: setup
+	$(BIN)/ruff check landscape tests bench
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,108 @@
+"""Benchmark: throughput of the training stage against a bare PyTorch loop.
+
+Same model, data, batch size, epochs and thread count, measured in one process, alternating
+(stage, bare) several times; prints samples/s and the ratio stage/bare (goal >= 0.95).
+
+The bare loop is what one would write by hand: shuffle indices, slice resident tensors, step,
+and evaluate train and test once per epoch. The stage does the same work plus what the pipeline
+needs: divergence checks, trajectory snapshots, per-epoch resumable state, checkpoint and tables.
+
+    python bench/bench_train.py [--train-size 10000] [--batch-size 128] [--epochs 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from landscape.data import eval_subset, prepare  # noqa: E402
+from landscape.evaluate import evaluate  # noqa: E402
+from landscape.models import build_model  # noqa: E402
+from landscape.train import TrainConfig, epoch_order, train_run  # noqa: E402
+
+
+def bare_loop(cfg: TrainConfig, x, y, xt, yt) -> tuple[float, float]:
+    """(total seconds, seconds spent in optimisation steps)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, **cfg.model_options)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    t0 = time.perf_counter()
+    optim = 0.0
+    evaluate(model, x, y, cfg.eval_batch_size)  # metrics at initialisation, as the stage records
+    evaluate(model, xt, yt, cfg.eval_batch_size)
+    for epoch in range(cfg.epochs):
+        model.train()
+        t1 = time.perf_counter()
+        order = epoch_order(len(y), cfg.seed, epoch, "cpu")
+        for i in range(0, len(y), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        optim += time.perf_counter() - t1
+        evaluate(model, x, y, cfg.eval_batch_size)
+        evaluate(model, xt, yt, cfg.eval_batch_size)
+    return time.perf_counter() - t0, optim
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-size", type=int, default=10000)
+    ap.add_argument("--test-size", type=int, default=2000)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    blob = prepare(train_size=args.train_size, test_size=args.test_size)
+    from landscape.data import Split
+
+    train = Split(blob["train"]["images"], blob["train"]["labels"])
+    test = eval_subset(Split(blob["test"]["images"], blob["test"]["labels"]), None, 0)
+    x, y = train.tensors()
+    xt, yt = test.tensors()
+    cfg = TrainConfig(model="cnn", optimizer="sgd", lr=0.05, batch_size=args.batch_size,
+                      weight_decay=0.0, seed=1, epochs=args.epochs,
+                      model_options={"width": args.width, "hidden": 64},
+                      snapshot_steps=[10, 30, 100])
+    stage, stage_opt, bare, bare_opt = [], [], [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            summary = train_run(cfg, train, test, tmp, device="cpu", progress=False)
+            stage.append(time.perf_counter() - t0)
+            stage_opt.append(summary["train_seconds"])
+        total, optim = bare_loop(cfg, x, y, xt, yt)
+        bare.append(total)
+        bare_opt.append(optim)
+    samples = args.train_size * args.epochs
+    med = statistics.median
+    print(f"model cnn(width={args.width}), {args.train_size} train / {args.test_size} test images, "
+          f"batch {args.batch_size}, {args.epochs} epochs, {args.threads} thread(s), "
+          f"median of {args.repeats}")
+    print(f"{'':34s}{'optim s':>9s}{'samples/s':>11s}{'total s':>9s}")
+    for name, o, t in (("bare PyTorch loop", bare_opt, bare),
+                       ("landscape train stage", stage_opt, stage)):
+        print(f"{name:34s}{med(o):9.2f}{samples / med(o):11.0f}{med(t):9.2f}")
+    print(f"training throughput ratio stage/bare = {med(bare_opt) / med(stage_opt):.3f} "
+          "(goal >= 0.95)")
+    print(f"end-to-end ratio stage/bare         = {med(bare) / med(stage):.3f} "
+          "(both evaluate train+test at init and every epoch; the stage also loads data,\n"
+          "    saves snapshots, resumable state, checkpoint and tables)")
+
+
+if __name__ == "__main__":
+    main()

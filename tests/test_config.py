@@ -1,0 +1,105 @@
+"""Config validation: every bad config fails with one line naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from landscape.config import ConfigError, validate
+
+from .conftest import REPO
+
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+SMOKE = yaml.safe_load((REPO / "tests" / "smoke.yaml").read_text())
+
+
+def mutate(path: str, value, base=BASE):
+    cfg = copy.deepcopy(base)
+    node = cfg
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return cfg
+
+
+DELETE = object()
+
+# (key path, bad value, text that must appear in the one-line error)
+BAD = [
+    ("device", "tpu", "device = \"tpu\""),
+    ("device", 3, "device = 3"),
+    ("data.train_size", 5, "data.train_size = 5"),
+    ("data.train_size", 70000, "<= 60000"),
+    ("data.test_size", "all", "data.test_size = \"all\""),
+    ("data.download", "yes", "data.download"),
+    ("data.seed", -1, ">= 0"),
+    ("data.rooot", "/tmp", "unknown key data.rooot"),
+    ("study.lr", [], "study.lr = []"),
+    ("study.lr", [0.1, -0.01], "study.lr[1] = -0.01"),
+    ("study.lr", ["fast"], "study.lr[0] = \"fast\""),
+    ("study.lr", [0.1, 0.1], "without repeated values"),
+    ("study.batch_size", [0], "study.batch_size[0] = 0"),
+    ("study.batch_size", [32.5], "study.batch_size[0] = 32.5"),
+    ("study.model", ["resnet50"], "one of ['simple_cnn', 'cnn', 'cnn_bn', 'mlp']"),
+    ("study.optimizer", ["rmsprop"], "one of ['sgd', 'adam']"),
+    ("study.seed", [], "at least 1 item"),
+    ("study.seed", DELETE, "study.seed is missing"),
+    ("study.seeds", [1], "unknown key study.seeds"),
+    ("study.weight_decay", [2.0], "study.weight_decay[0] = 2.0"),
+    ("train.epochs", 0, "train.epochs = 0"),
+    ("train.epochs", "3", "train.epochs = \"3\""),
+    ("train.momentum", 1.5, "train.momentum = 1.5"),
+    ("train.schedule", "step", "one of ['constant', 'cosine']"),
+    ("train.snapshot_steps", [0], "train.snapshot_steps[0] = 0"),
+    ("train.learning_rate", 0.1, "unknown key train.learning_rate"),
+    ("models.cnn.width", 0, "models.cnn.width = 0"),
+    ("models.cnn.depth", 3, "unknown key models.cnn.depth"),
+    ("models.resnet", {}, "unknown key models.resnet"),
+    ("plots.dpi", 10, "plots.dpi = 10"),
+    ("epochs", 3, "unknown key epochs"),
+    ("results_dir", "", "results_dir = \"\""),
+]
+
+
+@pytest.mark.parametrize("path,value,expected", BAD, ids=[f"{p}={v!r}"[:40] for p, v, _ in BAD])
+def test_bad_config_one_line(path, value, expected):
+    with pytest.raises(ConfigError) as exc:
+        validate(mutate(path, value))
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith("config error: ")
+    assert expected in msg, msg
+
+
+def test_cross_check_batch_larger_than_data():
+    with pytest.raises(ConfigError, match="study.batch_size = 128 .* data.train_size = 100"):
+        validate(mutate("data.train_size", 100))
+
+
+def test_defaults_filled_and_good_configs_pass():
+    cfg = validate(BASE)
+    assert cfg["train"]["momentum"] == 0.9 and cfg["models"]["cnn"]["width"] == 16
+    assert validate(SMOKE)["results_dir"] == "results/smoke"
+    minimal = {"study": {"model": ["mlp"], "optimizer": ["adam"], "lr": [1e-3],
+                         "batch_size": [64], "seed": [0]}}
+    out = validate(minimal)
+    assert out["device"] == "auto" and out["study"]["weight_decay"] == [0.0]
+
+
+def test_every_schema_key_is_documented():
+    schema = yaml.safe_load(Path(REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+    def walk(node, where):
+        for k, sub in node.get("properties", {}).items():
+            assert sub.get("description"), f"{where}{k} has no description"
+            assert "type" in sub or "enum" in sub, f"{where}{k} has no type"
+            walk(sub, f"{where}{k}.")
+
+    walk(schema, "")

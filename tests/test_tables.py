@@ -1,0 +1,88 @@
+"""The table contract and integrity checks on tables and checkpoints."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from landscape.checkpoints import load_checkpoint, save_checkpoint
+from landscape.io import IntegrityError
+from landscape.tables import SCHEMAS, read_table, write_table
+
+
+def skipped_row(**kw):
+    row = {"run": "r1", "stage": "hessian", "reason": "diverged"}
+    row.update(kw)
+    return row
+
+
+def test_roundtrip_and_types(tmp_path):
+    p = tmp_path / "t.parquet"
+    write_table(pd.DataFrame([skipped_row(), skipped_row(run="r2")]), "skipped", p)
+    df = read_table(p, "skipped")
+    assert list(df.columns) == [c.name for c in SCHEMAS["skipped"]]
+    assert df["run"].tolist() == ["r1", "r2"]
+
+
+def test_missing_or_extra_columns_rejected(tmp_path):
+    with pytest.raises(ValueError, match="missing columns \\['reason'\\]"):
+        write_table(pd.DataFrame([{"run": "a", "stage": "b"}]), "skipped", tmp_path / "x.parquet")
+    with pytest.raises(ValueError, match="unexpected columns \\['extra'\\]"):
+        write_table(pd.DataFrame([skipped_row(extra=1)]), "skipped", tmp_path / "x.parquet")
+    assert not list(tmp_path.iterdir()), "a failed write must leave nothing behind"
+
+
+def test_wrong_table_name_detected(tmp_path):
+    p = tmp_path / "t.parquet"
+    write_table(pd.DataFrame([skipped_row()]), "skipped", p)
+    with pytest.raises(IntegrityError, match="expected table 'runs'"):
+        read_table(p, "runs")
+
+
+def test_truncated_table_detected(tmp_path):
+    p = tmp_path / "t.parquet"
+    write_table(pd.DataFrame([skipped_row()]), "skipped", p)
+    p.write_bytes(p.read_bytes()[:-40])
+    with pytest.raises(IntegrityError, match="t.parquet: table is truncated or corrupt"):
+        read_table(p, "skipped")
+
+
+def test_altered_table_detected(tmp_path):
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    write_table(pd.DataFrame([skipped_row()]), "skipped", p)
+    table = pq.read_table(p)
+    meta = table.schema.metadata
+    df = table.to_pandas()
+    df.loc[0, "reason"] = "edited"
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(meta), p)
+    with pytest.raises(IntegrityError, match="does not match its checksum"):
+        read_table(p, "skipped")
+
+
+def test_checkpoint_integrity(tmp_path):
+    p = tmp_path / "checkpoint.pt"
+    meta = {"config": {"lr": 0.1, "seed": 1}, "run": "r"}
+    save_checkpoint(p, {"w": torch.arange(4.0)}, meta)
+    assert torch.equal(load_checkpoint(p)["state_dict"]["w"], torch.arange(4.0))
+    with pytest.raises(IntegrityError, match="checkpoint from another config.*lr"):
+        load_checkpoint(p, expect={"lr": 0.2})
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(IntegrityError, match="checkpoint.pt: checkpoint is truncated"):
+        load_checkpoint(p)
+    # altered tensor with an intact file: checksum mismatch
+    blob = {"kind": "checkpoint", "meta": meta, "state_dict": {"w": torch.arange(4.0) + 1}}
+    from landscape.io import tensor_digest
+
+    blob["sha256"] = tensor_digest({"kind": "checkpoint", "meta": meta,
+                                    "state_dict": {"w": torch.arange(4.0)}})
+    torch.save(blob, p)
+    with pytest.raises(IntegrityError, match="does not match its checksum"):
+        load_checkpoint(p)
+    with pytest.raises(IntegrityError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")

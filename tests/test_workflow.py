@@ -1,0 +1,185 @@
+"""The Snakemake workflow end to end on the smoke config, and what reruns after a change.
+
+The repository's workflow, package and configs are copied into a temporary folder, so that
+touching package files there (to simulate edits) does not disturb the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from landscape.tables import SCHEMAS, read_table
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TIME_COLUMNS = {"wall_time", "train_seconds", "seconds"}
+
+
+def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for item in ("workflow", "landscape"):
+        shutil.copytree(REPO / item, dest / item,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (dest / "tests").mkdir()
+    shutil.copy(REPO / "tests" / "smoke.yaml", dest / "tests" / "smoke.yaml")
+    for name in ("config.yaml", "environment.yml", "pyproject.toml"):
+        shutil.copy(REPO / name, dest / name)
+    return dest
+
+
+def snakemake(repo: Path, *args: str, config: str = "tests/smoke.yaml", check: bool = True):
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    out = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", config, *args], cwd=repo,
+                         env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def planned(repo: Path, config: str = "tests/smoke.yaml") -> dict[str, int]:
+    """Rules (and job counts) a dry run would execute."""
+    out = snakemake(repo, "-n", "--quiet", "rules", config=config)
+    text = out.stdout + out.stderr
+    jobs = {}
+    m = re.search(r"Job stats:\n(.*?)\n\s*total", text, re.S)
+    if not m:
+        assert "Nothing to be done" in text or "nothing to be done" in text.lower(), text
+        return {}
+    for line in m.group(1).splitlines()[2:]:
+        name, count = line.split()
+        jobs[name] = int(count)
+    jobs.pop("all", None)
+    return jobs
+
+
+def planned_runs(repo: Path, config: str) -> list[str]:
+    out = snakemake(repo, "-n", config=config)
+    return re.findall(r"rule train:.*?wildcards: run=(\S+)", out.stdout + out.stderr, re.S)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    t0 = time.perf_counter()
+    snakemake(repo)
+    print(f"smoke study: {time.perf_counter() - t0:.1f} s")
+    return repo
+
+
+def results(repo: Path) -> Path:
+    return repo / yaml.safe_load((repo / "tests/smoke.yaml").read_text())["results_dir"]
+
+
+def write_config(repo: Path, name: str, edit) -> str:
+    cfg = yaml.safe_load((repo / "tests/smoke.yaml").read_text())
+    edit(cfg)
+    (repo / name).write_text(yaml.safe_dump(cfg))
+    return name
+
+
+def test_smoke_outputs(smoke):
+    res = results(smoke)
+    runs = read_table(res / "tables/runs.parquet", "runs")
+    assert len(runs) == 2 and set(runs["status"]) == {"ok"}
+    training = read_table(res / "tables/training.parquet", "training")
+    assert len(training) == 2 * 3  # epochs 0..2 for two runs
+    for fig in ("training_curves.png", "final_vs_hparams.png"):
+        assert (res / "figures" / fig).stat().st_size > 10_000
+    for table in (res / "tables").glob("*.parquet"):
+        read_table(table, table.stem if table.stem in SCHEMAS else None)
+
+
+def test_second_run_does_nothing(smoke):
+    t0 = time.perf_counter()
+    out = snakemake(smoke)
+    elapsed = time.perf_counter() - t0
+    assert "Nothing to be done" in out.stdout + out.stderr
+    print(f"no-op rerun took {elapsed:.1f} s")
+
+
+def test_plot_option_reruns_only_plots(smoke):
+    name = write_config(smoke, "plots.yaml", lambda c: c["plots"].update(dpi=81))
+    jobs = planned(smoke, name)
+    assert jobs and all(rule.startswith("plot_") for rule in jobs), jobs
+
+
+def test_new_seed_runs_only_new_jobs(smoke):
+    name = write_config(smoke, "seed.yaml", lambda c: c["study"]["seed"].append(7))
+    runs = planned_runs(smoke, name)
+    assert sorted(runs) == ["cnn_sgd_lr0.05_bs256_wd0_s7", "cnn_sgd_lr0.05_bs64_wd0_s7"]
+    assert "prepare_data" not in planned(smoke, name)
+
+
+def _edit(path: Path) -> tuple[str, float]:
+    """Really edit a file (Snakemake >= 9.18 compares checksums, so a bare touch is no edit)."""
+    old = path.read_text(), path.stat().st_mtime
+    path.write_text(old[0] + "\n# an edit\n")
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    return old
+
+
+@pytest.mark.parametrize("module,must,must_not", [
+    ("plots/training.py", {"plot_training"}, {"train", "prepare_data", "gather_runs"}),
+    ("train.py", {"train", "gather_runs", "gather_training", "plot_training"}, {"prepare_data"}),
+    ("data.py", {"prepare_data", "train"}, set()),
+])
+def test_editing_a_module_reruns_exactly_its_rules(smoke, module, must, must_not):
+    path = smoke / "landscape" / module
+    text, mtime = _edit(path)
+    try:
+        jobs = set(planned(smoke))
+    finally:
+        path.write_text(text)
+        os.utime(path, (mtime, mtime))
+    assert must <= jobs, jobs
+    assert not (must_not & jobs), jobs
+    if module == "plots/training.py":
+        assert jobs == {"plot_training"}
+
+
+def test_lint_is_clean():
+    out = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", "tests/smoke.yaml"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr, \
+        out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("edit,expected", [
+    ("train:\n  epochs: 0\n", "train.epochs = 0"),
+    ("study:\n  lr: [-1]\n", "study.lr[0] = -1"),
+    ("trian:\n  epochs: 2\n", "unknown key trian"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, edit, expected):
+    repo = copy_repo(tmp_path / "repo")
+    (repo / "bad.yaml").write_text(edit)
+    out = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "tests/smoke.yaml",
+                          "bad.yaml"], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    assert out.returncode != 0
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("config error:")]
+    assert len(lines) == 1 and expected in lines[0], out.stderr
+    assert not (repo / "results").exists()
+
+
+def test_whole_smoke_study_is_deterministic(smoke, tmp_path):
+    """Two runs from scratch give identical tables (timing columns aside)."""
+    other = copy_repo(tmp_path / "again")
+    snakemake(other)
+    a_dir, b_dir = results(smoke) / "tables", results(other) / "tables"
+    names = sorted(p.name for p in a_dir.glob("*.parquet"))
+    assert names == sorted(p.name for p in b_dir.glob("*.parquet"))
+    for name in names:
+        a, b = read_table(a_dir / name), read_table(b_dir / name)
+        keep = [c for c in a.columns if c not in TIME_COLUMNS]
+        assert a[keep].equals(b[keep]), name
