@@ -7,7 +7,7 @@ CORES  ?= 4
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test setup data report bench lint clean
+.PHONY: run test setup data report bench lint clean docs
 
 run: setup data
 	$(BIN)/snakemake --cores $(CORES)
@@ -48,3 +48,6 @@ lint: setup
 
 clean:
 	rm -rf results .snakemake
+
+docs: setup
+	$(BIN)/python -m landscape docs readme
