@@ -196,9 +196,9 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
         record(0)
         snapshot(0.0)
     snapshot_steps = set(s for s in cfg.snapshot_steps if 0 < s < steps_per_epoch)
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=hp["run"], unit="epoch", disable=not progress,
-               mininterval=1.0)
-    for epoch in bar:
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=hp["run"], unit="step",
+               disable=not progress, mininterval=2.0)
+    for epoch in range(start_epoch, cfg.epochs):
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
         model.train()
@@ -215,6 +215,7 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
             loss.backward()
             opt.step()
             step += 1
+            bar.update()
             running += loss.detach()
             if epoch == 0 and step in snapshot_steps:
                 wall += time.perf_counter() - t0
@@ -226,7 +227,8 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
             break
         record(epoch + 1)
         snapshot(epoch + 1)
-        bar.set_postfix(loss=f"{float(running) / steps_per_epoch:.4f}",
+        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
+                        loss=f"{float(running) / steps_per_epoch:.4f}",
                         test_acc=f"{rows[-1]['test_acc']:.4f}")
         save_verified(state_path, {
             "config_digest": cfg.digest(), "fingerprint": fingerprint, "epoch": epoch + 1,
@@ -234,6 +236,7 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
             "optimizer": _optimizer_state_to_cpu(opt.state_dict()),
             "torch_rng": torch.get_rng_state(), "rows": rows, "snapshots": snaps})
         if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs:
+            bar.close()
             return {}
     bar.close()
 

@@ -1,0 +1,24 @@
+"""Stage: list every run a downstream stage skipped, with the reason (skipped.parquet)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..tables import empty, write_table
+from .gather import skipped_entries
+
+NAME = "collect-skipped"
+HELP = "collect the runs that geometry stages skipped (e.g. diverged) into skipped.parquet"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="output Parquet file")
+    p.add_argument("inputs", nargs="+", help="gathered tables")
+
+
+def run(args) -> None:
+    rows = skipped_entries(args.inputs)
+    write_table(pd.DataFrame(rows) if rows else empty("skipped"), "skipped", args.out)
+    print(f"wrote {args.out}: {len(rows)} skipped (run, stage) pairs")
+    for r in rows:
+        print(f"  {r['stage']}: {r['reason']}")
