@@ -1,5 +1,171 @@
-# Loss-landscape slices (issue 4): filled in by the slices work.
+# Loss-landscape slices (issue 4): 1-D and 2-D slices with filter-normalised random directions,
+# the init→final line and the trajectory-PCA plane (Li et al., 2018).
+#   slice_directions (per run)  -> runs/{run}/slices/plan.pt, pca_variance.parquet
+#   slice_shard (per run, shard) -> runs/{run}/slices/shard{shard}of{shards}/*.parquet
+#   gather_slices                -> tables/slice_1d, slice_2d, trajectory_projection, pca_variance
+#   plot_slices                  -> figures/slices_*.png, figures/slices/{contour,surface}_{run}.png
+from landscape.slices import SliceSpec, select_runs
+
+try:
+    SliceSpec.from_config(config["slices"])  # checks what the schema cannot (odd grid sizes, ...)
+    SLICE_RUNS = select_runs(RUNS, config["slices"]["seeds"], config["study"]["seed"])
+except ValueError as exc:
+    sys.stderr.write(f"config error: {exc}\n")
+    raise SystemExit(1)
+SLICE_SHARDS = config["slices"]["shards"]
+SLICE_EVAL_KEYS = ["train_size", "test_size", "subset_seed", "batch_size", "channels_last",
+                   "recompute_bn"]
+SLICE_TABLES = {"one_d": "slice_1d", "two_d": "slice_2d", "trajectory": "trajectory_projection"}
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    shards=r"\d+",
+
+
+def slice_plan_params():
+    """The part of `slices` that shapes directions and grids (changing it reruns everything)."""
+    drop = set(SLICE_EVAL_KEYS) | {"seeds", "shards"}
+    return as_json({k: v for k, v in config["slices"].items() if k not in drop})
+
+
+def slice_eval_params():
+    """The part of `slices` that shapes evaluation (changing it reruns only the shards)."""
+    return as_json({k: config["slices"][k] for k in SLICE_EVAL_KEYS})
+
+
+def slice_shard_files(key):
+    return [f"{RES}/runs/{run}/slices/shard{i}of{SLICE_SHARDS}/{SLICE_TABLES[key]}.parquet"
+            for run in SLICE_RUNS for i in range(SLICE_SHARDS)]
+
+
+def slice_figures():
+    per_run = [f"{RES}/figures/slices/{kind}_{run}.png" for run in SLICE_RUNS
+               for kind in ("contour", "surface")]
+    return [f"{RES}/figures/slices_1d.png", f"{RES}/figures/slices_multiples.png"] + per_run
 
 
 def slice_targets():
-    return []
+    if not SLICE_RUNS:
+        return []
+    return [f"{RES}/tables/{t}.parquet" for t in (*SLICE_TABLES.values(), "pca_variance")] \
+        + slice_figures()
+
+
+rule slice_directions:
+    input:
+        checkpoint=f"{RES}/runs/{{run}}/checkpoint.pt",
+        snapshots=f"{RES}/runs/{{run}}/snapshots.pt",
+        code=src("slices_directions"),
+    output:
+        plan=f"{RES}/runs/{{run}}/slices/plan.pt",
+        pca=f"{RES}/runs/{{run}}/slices/pca_variance.parquet",
+    params:
+        slices=slice_plan_params(),
+    conda:
+        ENV
+    log:
+        f"{RES}/logs/slices/{{run}}_directions.log",
+    threads: 1
+    shell:
+        "python -m landscape slice-directions --threads {threads} --checkpoint {input.checkpoint}"
+        " --snapshots {input.snapshots} --params {params.slices:q} --out {output.plan}"
+        " --pca {output.pca} > {log} 2>&1"
+
+
+rule slice_shard:
+    input:
+        data=f"{RES}/data/fashion_mnist.pt",
+        checkpoint=f"{RES}/runs/{{run}}/checkpoint.pt",
+        plan=f"{RES}/runs/{{run}}/slices/plan.pt",
+        code=src("slices"),
+    output:
+        **{key: f"{RES}/runs/{{run}}/slices/shard{{shard}}of{{shards}}/{table}.parquet"
+           for key, table in SLICE_TABLES.items()},
+    params:
+        slices=slice_eval_params(),
+        device=config["device"],
+    conda:
+        ENV
+    log:
+        f"{RES}/logs/slices/{{run}}_shard{{shard}}of{{shards}}.log",
+    benchmark:
+        f"{RES}/benchmarks/slices/{{run}}_shard{{shard}}of{{shards}}.tsv"
+    threads: 1
+    shell:
+        "python -m landscape slices --threads {threads} --data {input.data}"
+        " --checkpoint {input.checkpoint} --plan {input.plan} --params {params.slices:q}"
+        " --device {params.device} --shard {wildcards.shard} --shards {wildcards.shards}"
+        " --out-1d {output.one_d} --out-2d {output.two_d} --out-trajectory {output.trajectory}"
+        " --no-progress > {log} 2>&1"
+
+
+rule gather_slices:
+    input:
+        **{key: slice_shard_files(key) for key in SLICE_TABLES},
+        pca=expand(f"{RES}/runs/{{run}}/slices/pca_variance.parquet", run=SLICE_RUNS),
+        code=src("slices_gather"),
+    output:
+        **{key: f"{RES}/tables/{table}.parquet" for key, table in SLICE_TABLES.items()},
+        pca=f"{RES}/tables/pca_variance.parquet",
+    conda:
+        ENV
+    log:
+        f"{RES}/logs/gather_slices.log",
+    shell:
+        "python -m landscape slices-gather --in-1d {input.one_d} --in-2d {input.two_d}"
+        " --in-trajectory {input.trajectory} --in-pca {input.pca} --out-1d {output.one_d}"
+        " --out-2d {output.two_d} --out-trajectory {output.trajectory} --out-pca {output.pca}"
+        " > {log} 2>&1"
+
+
+rule plot_slices:
+    input:
+        slice_1d=f"{RES}/tables/slice_1d.parquet",
+        slice_2d=f"{RES}/tables/slice_2d.parquet",
+        trajectory=f"{RES}/tables/trajectory_projection.parquet",
+        pca=f"{RES}/tables/pca_variance.parquet",
+        runs=f"{RES}/tables/runs.parquet",
+        code=src("plot_slices"),
+    output:
+        curves=report(
+            f"{RES}/figures/slices_1d.png",
+            caption="../report/slice_1d.rst",
+            category="Loss landscape",
+        ),
+        multiples=report(
+            f"{RES}/figures/slices_multiples.png",
+            caption="../report/slice_multiples.rst",
+            category="Loss landscape",
+        ),
+        contours=[
+            report(
+                f"{RES}/figures/slices/contour_{run}.png",
+                caption="../report/slice_contour.rst",
+                category="Loss landscape",
+                subcategory="contours",
+            )
+            for run in SLICE_RUNS
+        ],
+        surfaces=[
+            report(
+                f"{RES}/figures/slices/surface_{run}.png",
+                caption="../report/slice_surface.rst",
+                category="Loss landscape",
+                subcategory="surfaces",
+            )
+            for run in SLICE_RUNS
+        ],
+    params:
+        plots=as_json(config["plots"]),
+        runs=" ".join(SLICE_RUNS),
+        figdir=f"{RES}/figures/slices",
+    conda:
+        ENV
+    log:
+        f"{RES}/logs/plot_slices.log",
+    shell:
+        "python -m landscape plot-slices --slice-1d {input.slice_1d} --slice-2d {input.slice_2d}"
+        " --trajectory {input.trajectory} --pca {input.pca} --runs {input.runs}"
+        " --params {params.plots:q} --curves {output.curves} --multiples {output.multiples}"
+        " --figdir {params.figdir} --run-ids {params.runs} > {log} 2>&1"

@@ -1,0 +1,476 @@
+"""Loss-landscape slices: loss and accuracy on 1-D lines and 2-D planes through the weights.
+
+Li et al. (2018), "Visualizing the Loss Landscape of Neural Nets": a 1-D slice evaluates
+``L(θ* + α·d)``, a 2-D slice ``L(θ* + α·d₁ + β·d₂)`` on a grid, with filter-normalised random
+directions (``landscape.directions``) or the first two PCA directions of the optimisation path
+(with the path projected onto that plane). We add the straight line from the initialisation to the
+final weights, ``θ(t) = θ₀ + t·(θ_T − θ₀)`` (Goodfellow et al., 2015).
+
+Two pieces:
+
+* ``plan_slices`` turns the weights, the trajectory snapshots and a ``SliceSpec`` into a
+  ``SlicePlan``: a bank of named parameter sets (directions, snapshots) and an ordered list of
+  points, each ``base + Σ c_k·bank[name_k]``. The order is fixed, so shard ``i`` of ``N``
+  (``shard_bounds``) is a deterministic contiguous chunk of it.
+* ``PointEvaluator`` writes a point's parameters *into the model's own tensors* (no model copy),
+  evaluates every split with ``landscape.evaluate.evaluate`` (the same code path that measured the
+  checkpoint, under ``torch.inference_mode``), and on exit restores θ and the buffers, checking
+  they are bitwise the originals. Every point is computed from the bank afresh, so its value does
+  not depend on which other points share a shard: a sharded grid equals the unsharded one bitwise.
+
+Evaluating several points in one pass with ``torch.func.functional_call`` + ``vmap`` was measured
+(bench/bench_slices.py) and is 2-3× slower per point on CPU than one forward pass per point in
+channels-last layout, so it is not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .directions import (
+    check_normalization,
+    cosine,
+    derived_seed,
+    pca_directions,
+    project,
+    random_direction,
+)
+from .evaluate import evaluate
+from .params import ParamSet, bitwise_equal, buffers, detached, norm, parameters, sub, write_
+from .tables import SCHEMAS
+
+PLANES = ("random", "pca")
+TABLES = ("slice_1d", "slice_2d", "trajectory_projection")
+EvaluateFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], tuple[float, float]]
+
+
+def grid(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` evenly spaced values from ``lo`` to ``hi`` (float64, rounded to 12 decimals so that
+    nodes such as 0 and 1 are exact)."""
+    if n < 2:
+        raise ValueError(f"a grid needs at least 2 points, got {n}")
+    if not hi > lo:
+        raise ValueError(f"grid range [{lo}, {hi}] is empty; expected lo < hi")
+    i = np.arange(n, dtype=np.float64)
+    return np.round(lo + (hi - lo) * i / (n - 1), 12) + 0.0  # + 0.0 turns −0.0 into 0.0
+
+
+def line_grid(lo: float, hi: float, n: int) -> np.ndarray:
+    """``grid(lo, hi, n)`` plus the nodes t = 0 (initialisation) and t = 1 (trained weights) when
+    they lie in [lo, hi] and are not already nodes."""
+    g = grid(lo, hi, n)
+    extra = [t for t in (0.0, 1.0) if lo <= t <= hi]
+    return np.unique(np.concatenate([g, np.array(extra, dtype=np.float64)]))
+
+
+def grid_through_zero(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` evenly spaced nodes ``k·h`` (k integer) covering [lo, hi] ∋ 0, with 0 itself a node."""
+    if n < 3:
+        raise ValueError(f"a grid through zero needs at least 3 points, got {n}")
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo <= 0:
+        lo, hi = -1.0, 1.0
+    h = (hi - lo) / (n - 2)
+    k0 = math.floor(lo / h)
+    return (k0 + np.arange(n, dtype=np.float64)) * h + 0.0
+
+
+def shard_bounds(n_points: int, shard: int, shards: int) -> tuple[int, int]:
+    """[start, stop) of shard ``shard`` (0-based) of ``shards`` over ``n_points`` points:
+    contiguous chunks whose sizes differ by at most one (as ``numpy.array_split``)."""
+    if shards < 1:
+        raise ValueError(f"shards = {shards} is not allowed: expected at least 1")
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard = {shard} is not allowed: expected 0 ≤ shard < {shards}")
+    base, extra = divmod(n_points, shards)
+    start = shard * base + min(shard, extra)
+    return start, start + base + (1 if shard < extra else 0)
+
+
+def select_runs(runs: Sequence[str], seeds: Sequence[int] | None,
+                study_seeds: Sequence[int]) -> list[str]:
+    """The runs (ids ending in ``_s<seed>``) whose seed is in ``seeds``; ``None`` means the first
+    study seed. Raises ValueError naming seeds that are not in the study."""
+    chosen = list(study_seeds[:1]) if seeds is None else list(seeds)
+    bad = [s for s in chosen if s not in study_seeds]
+    if bad:
+        raise ValueError(f"slices.seeds = {bad} is not allowed: expected seeds of the study "
+                         f"{list(study_seeds)}")
+    return [r for r in runs if int(r.rsplit("_s", 1)[1]) in chosen]
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """What to slice. Coordinates are in units of the direction (α = 1: one full direction)."""
+
+    seed: int = 0
+    normalization: str = "filter"
+    zero_bias_bn: bool = True
+    random_1d: int = 1
+    range_1d: float = 1.0
+    points_1d: int = 21
+    line_range: tuple[float, float] = (-0.5, 1.5)
+    planes: tuple[str, ...] = PLANES
+    range_2d: float = 1.0
+    points_2d: int = 15
+    pca_margin: float = 0.25
+    pca_centre: bool = False
+
+    def __post_init__(self) -> None:
+        check_normalization(self.normalization)
+        bad = [p for p in self.planes if p not in PLANES]
+        if bad:
+            raise ValueError(f"Unsupported planes {bad}. Supported planes are {list(PLANES)}.")
+        for key in ("points_1d", "points_2d"):
+            n = getattr(self, key)
+            if n < 3 or n % 2 == 0:
+                raise ValueError(f"slices.{key} = {n} is not allowed: expected an odd number ≥ 3 "
+                                 "(so that α = 0, the trained weights, is a grid point)")
+        lo, hi = self.line_range
+        if not hi > lo or not lo <= 1.0 or not hi >= 0.0:
+            raise ValueError(f"slices.line_range = {list(self.line_range)} is not allowed: "
+                             "expected [lo, hi] with lo < hi overlapping [0, 1]")
+        if self.random_1d < 0:
+            raise ValueError(f"slices.random_1d = {self.random_1d} is not allowed: expected ≥ 0")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> SliceSpec:
+        """Build from the config's ``slices`` section (keys that are not fields are ignored)."""
+        names = set(cls.__dataclass_fields__)
+        kw = {k: v for k, v in cfg.items() if k in names}
+        for k in ("line_range", "planes"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+
+@dataclass
+class SlicePlan:
+    """Named parameter sets and the ordered points to evaluate.
+
+    ``bank[name]`` is a parameter set; ``bank_buffers[name]`` the BatchNorm buffers of a snapshot.
+    Each point is a dict: ``table`` (one of TABLES), ``direction`` (random / init_to_final / pca),
+    ``index``, ``alpha``, ``beta``, ``base`` (bank name or None = the trained weights), ``terms``
+    ([name, coefficient] pairs), ``buffers`` (bank name or None), and table-specific fields.
+    """
+
+    bank: dict[str, ParamSet]
+    bank_buffers: dict[str, list[torch.Tensor]]
+    points: list[dict]
+    pca_ratio: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_blob(self) -> dict:
+        return {"bank": self.bank, "bank_buffers": self.bank_buffers, "points": self.points,
+                "pca_ratio": self.pca_ratio, "info": self.info}
+
+    @classmethod
+    def from_blob(cls, blob: dict) -> SlicePlan:
+        return cls(blob["bank"], blob["bank_buffers"], blob["points"], blob["pca_ratio"],
+                   blob["info"])
+
+
+def plan_slices(weights: ParamSet, spec: SliceSpec, initial: ParamSet | None = None,
+                snapshots: Sequence[dict] = ()) -> SlicePlan:
+    """Build the directions and the fixed, ordered list of points for one trained model.
+
+    ``weights``: the trained parameters θ*. ``initial``: θ₀ for the init→final line (skipped if
+    None). ``snapshots``: dicts with ``step``, ``epoch``, ``params`` and optionally ``buffers``,
+    in training order (needed for the PCA plane and the trajectory projection).
+    Order of points: random 1-D lines, the init→final line, the random plane (row-major in α
+    then β), the PCA plane, then the trajectory snapshots.
+    """
+    bank: dict[str, ParamSet] = {}
+    bank_buffers: dict[str, list[torch.Tensor]] = {}
+    points: list[dict] = []
+    info: dict = {"weights_norm": norm(weights)}
+    common = {"normalization": spec.normalization}
+
+    alphas = grid(-spec.range_1d, spec.range_1d, spec.points_1d)
+    for j in range(spec.random_1d):
+        name = f"random_1d_{j}"
+        bank[name] = random_direction(weights, derived_seed(spec.seed, name), spec.normalization,
+                                      spec.zero_bias_bn)
+        dnorm = norm(bank[name])
+        info[f"{name}_norm"] = dnorm
+        points += [{"table": "slice_1d", "direction": "random", "index": j, "alpha": float(a),
+                    "beta": 0.0, "base": None, "terms": [[name, float(a)]], "buffers": None,
+                    "distance": abs(float(a)) * dnorm, **common} for a in alphas]
+
+    if initial is not None:
+        bank["init_minus_final"] = sub(initial, weights)
+        dnorm = norm(bank["init_minus_final"])
+        info["init_to_final_distance"] = dnorm
+        # θ(t) = θ_T + (1 − t)(θ₀ − θ_T): t = 1 is the trained weights bitwise
+        ts = line_grid(spec.line_range[0], spec.line_range[1], spec.points_1d)
+        points += [{"table": "slice_1d", "direction": "init_to_final", "index": 0,
+                    "alpha": float(t), "beta": 0.0, "base": None,
+                    "terms": [["init_minus_final", float(np.round(1.0 - t, 12) + 0.0)]],
+                    "buffers": None, "distance": abs(1.0 - float(t)) * dnorm,
+                    "normalization": "none"} for t in ts]
+
+    planes: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    if "random" in spec.planes:
+        names = ["plane_random_0", "plane_random_1"]
+        for name in names:
+            bank[name] = random_direction(weights, derived_seed(spec.seed, name),
+                                          spec.normalization, spec.zero_bias_bn)
+        info["plane_random_cosine"] = cosine(bank[names[0]], bank[names[1]])
+        g = grid(-spec.range_2d, spec.range_2d, spec.points_2d)
+        planes["random"] = (g, g, names)
+
+    pca_ratio = None
+    traj_coords = None
+    if "pca" in spec.planes:
+        trajectory = [s["params"] for s in snapshots]
+        (d0, d1), pca_ratio = pca_directions(trajectory, weights, k=2, centre=spec.pca_centre)
+        info["pca_rows"] = sum(not bitwise_equal(t, weights) for t in trajectory)
+        bank["plane_pca_0"], bank["plane_pca_1"] = d0, d1
+        traj_coords, off_plane = project(trajectory, weights, [d0, d1])
+        a_lo, a_hi = float(traj_coords[:, 0].min()), float(traj_coords[:, 0].max())
+        b_lo, b_hi = float(traj_coords[:, 1].min()), float(traj_coords[:, 1].max())
+        pa = spec.pca_margin * max(a_hi - a_lo, 1e-12)
+        pb = spec.pca_margin * max(b_hi - b_lo, 1e-12)
+        planes["pca"] = (grid_through_zero(a_lo - pa, a_hi + pa, spec.points_2d),
+                         grid_through_zero(b_lo - pb, b_hi + pb, spec.points_2d),
+                         ["plane_pca_0", "plane_pca_1"])
+
+    for plane in PLANES:  # fixed order, whatever the order in spec.planes
+        if plane not in planes:
+            continue
+        ga, gb, (n0, n1) = planes[plane]
+        norm_label = spec.normalization if plane == "random" else "pca"
+        points += [{"table": "slice_2d", "direction": plane, "index": 0, "alpha": float(a),
+                    "beta": float(b), "base": None, "terms": [[n0, float(a)], [n1, float(b)]],
+                    "buffers": None, "normalization": norm_label}
+                   for a in ga for b in gb]
+
+    if traj_coords is not None:
+        for i, s in enumerate(snapshots):
+            name = f"snapshot_{i}"
+            bank[name] = [t.detach().clone() for t in s["params"]]
+            if s.get("buffers"):
+                bank_buffers[name] = [t.detach().clone() for t in s["buffers"]]
+            points.append({"table": "trajectory_projection", "direction": "pca", "index": i,
+                           "alpha": float(traj_coords[i, 0]), "beta": float(traj_coords[i, 1]),
+                           "base": name, "terms": [], "buffers": name if name in bank_buffers
+                           else None, "step": int(s["step"]), "epoch": float(s["epoch"]),
+                           "off_plane": float(off_plane[i]), "normalization": "pca"})
+    return SlicePlan(bank, bank_buffers, points, pca_ratio, info)
+
+
+def is_batchnorm(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.batchnorm._BatchNorm)
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
+    """Reset and re-estimate every BatchNorm layer's running mean/variance from ``x`` (a forward
+    pass in train mode, cumulative average over batches, as ``torch.optim.swa_utils.update_bn``);
+    leaves the model in eval mode. Needed along slices because the statistics stored with the
+    checkpoint belong to θ*, not to the perturbed weights (Garipov et al., 2018)."""
+    bns = [m for m in model.modules() if is_batchnorm(m)]
+    if not bns:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            model(x[i:i + batch_size])
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+        model.eval()
+
+
+def use_channels_last(model: nn.Module, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Convert ``model`` (in place) and 4-D inputs ``xs`` to the channels-last memory format.
+
+    On CPU this makes the conv/ReLU/max-pool stack of the registry CNNs 2-3× faster at small
+    batch sizes (bench/bench_slices.py). Values can differ from the NCHW layout in the last bits
+    of float32, so compare points only with evaluations in the same layout.
+    """
+    if any(p.dim() == 4 for p in model.parameters()):
+        model.to(memory_format=torch.channels_last)
+        return tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+                     for x in xs)
+    return xs
+
+
+class PointEvaluator:
+    """Evaluate a model at many parameter points written in place; restores θ bitwise on exit.
+
+    ``data`` maps split names to in-memory ``(x, y)``; ``bn_data`` (inputs) enables BatchNorm
+    re-estimation at every point. Use as a context manager::
+
+        with PointEvaluator(model, {"train": (x, y)}, batch_size=64) as ev:
+            ev.at(terms=[(d, 0.5)])   # {'train': (loss, accuracy)}
+    """
+
+    def __init__(self, model: nn.Module, data: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                 batch_size: int = 64, bn_data: torch.Tensor | None = None,
+                 evaluate_fn: EvaluateFn = evaluate) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size} is not allowed: expected ≥ 1")
+        self.model, self.data, self.batch_size = model, dict(data), batch_size
+        self.bn_data, self.evaluate_fn = bn_data, evaluate_fn
+        self.params = parameters(model)
+        self.buffers = buffers(model)
+        self._saved_params: ParamSet | None = None
+        self._saved_buffers: list[torch.Tensor] = []
+
+    def __enter__(self) -> PointEvaluator:
+        self._saved_params = detached(self.params)
+        self._saved_buffers = detached(self.buffers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Write θ and the buffers back; raise RuntimeError unless bitwise the originals."""
+        if self._saved_params is None:
+            return
+        write_(self.params, self._saved_params)
+        write_(self.buffers, self._saved_buffers)
+        if not (bitwise_equal(self.params, self._saved_params)
+                and bitwise_equal(self.buffers, self._saved_buffers)):
+            raise RuntimeError("restoring the trained weights did not reproduce them bitwise")
+        self.model.eval()
+
+    def adopt(self, tensors: Sequence[torch.Tensor]) -> ParamSet:
+        """Copies of ``tensors`` with the device, dtype and memory format of the parameters (so
+        in-place writes run at full speed)."""
+        return [torch.empty_like(p).copy_(t)
+                for p, t in zip(self.params, tensors, strict=True)]
+
+    def at(self, base: Sequence[torch.Tensor] | None = None,
+           terms: Iterable[tuple[Sequence[torch.Tensor], float]] = (),
+           point_buffers: Sequence[torch.Tensor] | None = None) -> dict[str, tuple[float, float]]:
+        """Loss and accuracy per split at ``base + Σ c·d`` (base None: the trained weights).
+
+        Buffers are the trained model's unless ``point_buffers`` is given; with ``bn_data`` they
+        are re-estimated at the point instead (BatchNorm models).
+        """
+        if self._saved_params is None:
+            raise RuntimeError("PointEvaluator.at() outside its `with` block")
+        write_(self.params, self._saved_params if base is None else base, list(terms))
+        if self.buffers:
+            write_(self.buffers, self._saved_buffers if point_buffers is None else point_buffers)
+            if self.bn_data is not None:
+                recompute_bn_statistics(self.model, self.bn_data, self.batch_size)
+        return {split: self.evaluate_fn(self.model, x, y, self.batch_size)
+                for split, (x, y) in self.data.items()}
+
+
+def evaluate_points(evaluator: PointEvaluator, plan: SlicePlan, start: int = 0,
+                    stop: int | None = None, progress: bool = False) -> list[dict]:
+    """Evaluate ``plan.points[start:stop]`` inside an open ``evaluator``; one row per point and
+    split with the point's fields plus ``split``, ``loss``, ``accuracy``."""
+    from tqdm.auto import tqdm
+
+    bank = {k: evaluator.adopt(v) for k, v in plan.bank.items()}
+    rows = []
+    chosen = plan.points[start:stop]
+    for pt in tqdm(chosen, desc="slice points", disable=not progress, mininterval=2.0):
+        base = None if pt["base"] is None else bank[pt["base"]]
+        terms = [(bank[name], c) for name, c in pt["terms"]]
+        bufs = None if pt["buffers"] is None else plan.bank_buffers[pt["buffers"]]
+        for split, (loss, acc) in evaluator.at(base, terms, bufs).items():
+            rows.append({**pt, "split": split, "loss": loss, "accuracy": acc})
+    return rows
+
+
+def slice_1d(model: nn.Module, direction: Sequence[torch.Tensor], alphas: Iterable[float],
+             data: Mapping[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int = 64,
+             evaluate_fn: EvaluateFn = evaluate) -> pd.DataFrame:
+    """L(θ* + α·d) for each α: columns alpha, split, loss, accuracy (model restored after)."""
+    rows = []
+    with PointEvaluator(model, data, batch_size, evaluate_fn=evaluate_fn) as ev:
+        d = ev.adopt(direction)
+        for a in alphas:
+            for split, (loss, acc) in ev.at(terms=[(d, float(a))]).items():
+                rows.append({"alpha": float(a), "split": split, "loss": loss, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def slice_2d(model: nn.Module, d1: Sequence[torch.Tensor], d2: Sequence[torch.Tensor],
+             alphas: Iterable[float], betas: Iterable[float],
+             data: Mapping[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int = 64,
+             evaluate_fn: EvaluateFn = evaluate) -> pd.DataFrame:
+    """L(θ* + α·d₁ + β·d₂) on the grid alphas × betas (row-major): columns alpha, beta, split,
+    loss, accuracy (model restored after)."""
+    rows = []
+    betas = list(betas)
+    with PointEvaluator(model, data, batch_size, evaluate_fn=evaluate_fn) as ev:
+        a1, a2 = ev.adopt(d1), ev.adopt(d2)
+        for a in alphas:
+            for b in betas:
+                for split, (loss, acc) in ev.at(terms=[(a1, float(a)), (a2, float(b))]).items():
+                    rows.append({"alpha": float(a), "beta": float(b), "split": split,
+                                 "loss": loss, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+TABLE_COLUMNS = {
+    "slice_1d": ["direction", "index", "normalization", "alpha", "distance"],
+    "slice_2d": ["direction", "normalization", "alpha", "beta"],
+    "trajectory_projection": ["index", "step", "epoch", "alpha", "beta", "off_plane"],
+}
+RENAME = {"direction": {"slice_2d": "plane"}, "index": {"slice_1d": "direction_index",
+                                                        "trajectory_projection": "snapshot"}}
+
+
+def rows_to_tables(rows: list[dict], extra: Mapping[str, object]) -> dict[str, pd.DataFrame]:
+    """Split evaluated rows into the three slice tables (schemas in ``landscape.tables``).
+
+    ``extra`` holds constant columns: run, eval_set per split (``eval_set`` dict), eval_size per
+    split (``eval_size`` dict), ``direction_seed``, ``bn_recomputed``.
+    """
+    out = {}
+    for table in TABLES:
+        sel = [r for r in rows if r["table"] == table]
+        cols = TABLE_COLUMNS[table]
+        recs = []
+        for r in sel:
+            rec = {"run": extra["run"]}
+            for c in cols:
+                rec[RENAME.get(c, {}).get(table, c)] = r[c]
+            rec.update(split=r["split"], loss=r["loss"], accuracy=r["accuracy"],
+                       eval_set=extra["eval_set"][r["split"]],
+                       eval_size=extra["eval_size"][r["split"]],
+                       bn_recomputed=extra["bn_recomputed"])
+            if table != "trajectory_projection":
+                rec["direction_seed"] = extra["direction_seed"]
+            recs.append(rec)
+        out[table] = pd.DataFrame(recs, columns=[c.name for c in SCHEMAS[table]])
+    return out
+
+
+SORT_KEYS = {
+    "slice_1d": ["run", "direction", "direction_index", "alpha", "split"],
+    "slice_2d": ["run", "plane", "alpha", "beta", "split"],
+    "trajectory_projection": ["run", "snapshot", "split"],
+    "pca_variance": ["run", "component"],
+}
+
+
+def pca_variance_frame(run: str, ratio: torch.Tensor | None, n_snapshots: int) -> pd.DataFrame:
+    """Rows (run, component 1.., explained_variance_ratio, cumulative, n_snapshots)."""
+    if ratio is None:
+        return pd.DataFrame(columns=["run", "component", "explained_variance_ratio",
+                                     "cumulative_ratio", "n_snapshots"])
+    r = ratio.double().cpu().numpy()
+    return pd.DataFrame({"run": run, "component": np.arange(1, len(r) + 1),
+                         "explained_variance_ratio": r, "cumulative_ratio": np.cumsum(r),
+                         "n_snapshots": n_snapshots})
