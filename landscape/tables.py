@@ -122,6 +122,60 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("cumulative_ratio", "float64", "share explained by components 1..component"),
         Col("n_snapshots", "int64", "snapshots (besides the final weights) in the PCA"),
     ],
+    # curvature (issue 3; landscape/hessian/). H = Hessian of the mean cross-entropy over the
+    # evaluation set, model in eval mode.
+    "hessian_eigs": [
+        Col("run", "string", "run identifier"),
+    ] + EVAL + [
+        Col("method", "string", "lanczos (full reorthogonalisation) or power (power iteration)"),
+        Col("which", "string", "largest_algebraic (k=1: λ_max), smallest_algebraic (k=1: λ_min) "
+            "or largest_magnitude (power iteration: k-th largest |λ|, signed)"),
+        Col("k", "int64", "rank within `which`, from 1"),
+        Col("eigenvalue", "float64", "the eigenvalue estimate (Ritz value / Rayleigh quotient)"),
+        Col("residual", "float64", "‖Hv − λv‖ of its unit vector (lanczos: Lanczos estimate, "
+            "floored at float rounding ε·‖H‖)"),
+        Col("converged", "bool", "lanczos: residual ≤ tol·‖H‖; power: relative change < tol"),
+        Col("tol", "float64", "tolerance of the method"),
+        Col("n_hvp", "int64", "Hessian-vector products used by the whole method call"),
+        Col("seconds", "float64", "wall-clock seconds of the whole method call"),
+    ],
+    "hessian_trace": [
+        Col("run", "string", "run identifier"),
+    ] + EVAL + [
+        Col("method", "string", "hutchinson (Rademacher) or hutchpp (Hutch++)"),
+        Col("trace", "float64", "estimate of tr(H)"),
+        Col("std_error", "float64", "standard error of the estimate"),
+        Col("n_hvp", "int64", "Hessian-vector products used"),
+        Col("seconds", "float64", "wall-clock seconds"),
+        Col("n_params", "int64", "dimension of H (trainable parameters)"),
+    ],
+    "hessian_density": [
+        Col("run", "string", "run identifier"),
+    ] + EVAL + [
+        Col("eigenvalue", "float64", "grid point λ on the eigenvalue axis"),
+        Col("density", "float64", "smoothed spectral density ρ(λ) (integrates to 1 over λ)"),
+        Col("sigma", "float64", "Gaussian smoothing width σ (eigenvalue units)"),
+        Col("n_starts", "int64", "random starts of stochastic Lanczos quadrature"),
+        Col("n_steps", "int64", "Lanczos steps per extra start"),
+    ],
+    "sharpness_trajectory": [
+        Col("run", "string", "run identifier"),
+    ] + EVAL + [
+        Col("optimizer", "string", "sgd or adam"),
+        Col("momentum", "float64", "SGD heavy-ball momentum β (NaN for adam)"),
+        Col("step", "int64", "optimiser steps completed at the snapshot"),
+        Col("epoch", "float64", "epochs completed (fractional inside epoch 1)"),
+        Col("lr", "float64", "learning rate η in effect at the snapshot"),
+        Col("lambda_max", "float64", "largest algebraic eigenvalue of H (Lanczos)"),
+        Col("residual", "float64", "‖Hv − λv‖ of its Ritz vector"),
+        Col("converged", "bool", "residual ≤ tol·λ_max"),
+        Col("n_hvp", "int64", "Hessian-vector products used"),
+        Col("seconds", "float64", "wall-clock seconds for this snapshot"),
+        Col("eval_loss", "float64", "mean cross-entropy over the evaluation set (eval mode)"),
+        Col("two_over_lr", "float64", "2/η: stability limit of gradient descent without momentum"),
+        Col("eos_threshold", "float64", "(2 + 2β)/η: stability limit of SGD with momentum β "
+            "(Cohen et al. 2021); NaN for adam"),
+    ],
     "skipped": [
         Col("run", "string", "run identifier"),
         Col("stage", "string", "stage that skipped the run"),

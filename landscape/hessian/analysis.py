@@ -1,0 +1,200 @@
+"""The curvature account of one model, as rows for the ``hessian_eigs``, ``hessian_trace`` and
+``hessian_density`` tables (see ``landscape.tables``), and the sharpness trajectory rows.
+
+``CurvatureOptions`` mirrors the config's ``hessian`` section (documented in
+``workflow/schemas/config.schema.yaml``); functions here take tensors and models and return
+DataFrames without the run/eval-set columns, which the stage adds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .density import spectral_density
+from .lanczos import lanczos_eigs
+from .operator import METHODS, HessianOperator
+from .power import power_iteration
+from .sharpness import sharpness_trajectory
+from .trace import ESTIMATORS, estimate_trace
+
+
+@dataclass
+class EigOptions:
+    """Lanczos top-k/λ_min and the power-iteration comparison (``power_k`` = 0 skips it)."""
+
+    top_k: int = 3
+    smallest: bool = True
+    tol: float = 1e-3
+    max_iter: int = 80
+    power_k: int = 1
+    power_tol: float = 1e-3
+    power_max_iter: int = 100
+
+
+@dataclass
+class DensityOptions:
+    """SLQ over ``n_starts`` starts: the eigenvalue Lanczos run (free) and ``n_starts`` − 1 more
+    Rademacher starts of ``n_steps`` steps; Gaussian σ relative to the node range; ``grid_size``
+    points (``n_starts`` = 0 skips the density)."""
+
+    n_starts: int = 3
+    n_steps: int = 16
+    sigma_rel: float = 0.01
+    grid_size: int = 400
+
+
+@dataclass
+class SharpnessOptions:
+    """λ_max at every snapshot: Lanczos tolerance (relative residual) and product cap."""
+
+    tol: float = 1e-2
+    max_iter: int = 40
+
+
+def _sub(cls, value):
+    if isinstance(value, cls):
+        return value
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise ValueError(f"Unknown option(s) {unknown} for {cls.__name__}; allowed are "
+                         f"{sorted(names)}.")
+    return cls(**value)
+
+
+@dataclass
+class CurvatureOptions:
+    """All settings of the curvature stage except the evaluation set itself."""
+
+    batch_size: int | None = 128
+    hvp_method: str = "auto"
+    max_cache_mb: float = 1024.0
+    seed: int = 0
+    eigs: EigOptions = field(default_factory=EigOptions)
+    trace: dict = field(default_factory=lambda: {"hutchinson": 16, "hutchpp": 15})
+    density: DensityOptions = field(default_factory=DensityOptions)
+    sharpness: SharpnessOptions = field(default_factory=SharpnessOptions)
+
+    def __post_init__(self) -> None:
+        self.eigs = _sub(EigOptions, self.eigs)
+        self.density = _sub(DensityOptions, self.density)
+        self.sharpness = _sub(SharpnessOptions, self.sharpness)
+        if self.hvp_method not in METHODS:
+            raise ValueError(f"Unknown HVP method {self.hvp_method!r}. Supported methods are "
+                             f"{list(METHODS)}.")
+        bad = sorted(set(self.trace) - set(ESTIMATORS))
+        if bad:
+            raise ValueError(f"Unknown trace estimator(s) {bad}. Supported estimators are "
+                             f"{list(ESTIMATORS)}.")
+
+    @classmethod
+    def from_params(cls, params: dict) -> CurvatureOptions:
+        """Build from the config's ``hessian`` section; evaluation-set keys are ignored here."""
+        keep = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in keep})
+
+
+def _progress(desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, unit="hvp", disable=not enabled, mininterval=1.0)
+
+
+def make_operator(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  opts: CurvatureOptions) -> HessianOperator:
+    return HessianOperator(model, x, y, batch_size=opts.batch_size, method=opts.hvp_method,
+                           max_cache_mb=opts.max_cache_mb)
+
+
+def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: CurvatureOptions,
+              progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Eigenvalues (Lanczos and power iteration), trace estimates and spectral density of the
+    Hessian of the mean loss of ``model`` over ``(x, y)``.
+
+    Returns frames ``eigs`` (method, which, k, eigenvalue, residual, converged, tol, n_hvp,
+    seconds), ``trace`` (method, trace, std_error, n_hvp, seconds, n_params) and ``density``
+    (eigenvalue, density, sigma, n_starts, n_steps). Each part draws from its own generator seeded
+    by ``opts.seed``, so disabling one does not change the others.
+    """
+    op = make_operator(model, x, y, opts)
+    out: dict[str, pd.DataFrame] = {}
+    e = opts.eigs
+    bar = _progress("hessian", progress)
+    rows = []
+
+    t0 = time.perf_counter()
+    n0 = op.n_hvp
+    res = lanczos_eigs(op.matvec, op.dim, k=e.top_k, smallest=e.smallest, tol=e.tol,
+                       max_iter=e.max_iter, generator=torch.Generator().manual_seed(opts.seed),
+                       device=op.device, progress=bar)
+    floor = torch.finfo(op.dtype).eps * res.norm_estimate  # products' rounding level
+    common = {"method": "lanczos", "tol": e.tol, "n_hvp": op.n_hvp - n0,
+              "seconds": time.perf_counter() - t0}
+    for i, (val, r, ok) in enumerate(zip(res.largest, res.largest_residuals,
+                                         res.largest_converged, strict=True)):
+        rows.append({**common, "which": "largest_algebraic", "k": i + 1, "eigenvalue": val,
+                     "residual": max(r, floor), "converged": ok})
+    if e.smallest:
+        rows.append({**common, "which": "smallest_algebraic", "k": 1, "eigenvalue": res.smallest,
+                     "residual": max(res.smallest_residual, floor),
+                     "converged": res.smallest_converged})
+    if e.power_k > 0:
+        t0, n0 = time.perf_counter(), op.n_hvp
+        pw = power_iteration(op.matvec, op.dim, k=e.power_k, tol=e.power_tol,
+                             max_iter=e.power_max_iter,
+                             generator=torch.Generator().manual_seed(opts.seed + 1),
+                             device=op.device, progress=bar)
+        common = {"method": "power", "tol": e.power_tol, "n_hvp": op.n_hvp - n0,
+                  "seconds": time.perf_counter() - t0, "which": "largest_magnitude"}
+        for i in range(e.power_k):
+            rows.append({**common, "k": i + 1, "eigenvalue": pw.values[i],
+                         "residual": pw.residuals[i], "converged": bool(pw.converged[i])})
+    out["eigs"] = pd.DataFrame(rows)
+
+    rows = []
+    for j, (method, n) in enumerate(sorted(opts.trace.items())):
+        if not n:
+            continue
+        t0 = time.perf_counter()
+        est = estimate_trace(method, op.matvec, op.dim, int(n),
+                             torch.Generator().manual_seed(opts.seed + 10 + j), op.device, bar)
+        rows.append({"method": method, "trace": est.trace, "std_error": est.std_error,
+                     "n_hvp": est.n_hvp, "seconds": time.perf_counter() - t0,
+                     "n_params": op.dim})
+    out["trace"] = pd.DataFrame(rows, columns=["method", "trace", "std_error", "n_hvp",
+                                               "seconds", "n_params"])
+
+    d = opts.density
+    if d.n_starts > 0:
+        dens = spectral_density(op.matvec, op.dim, n_starts=d.n_starts, n_steps=d.n_steps,
+                                sigma_rel=d.sigma_rel, grid_size=d.grid_size,
+                                generator=torch.Generator().manual_seed(opts.seed + 20),
+                                device=op.device, first=(res.ritz_values, res.ritz_weights),
+                                progress=bar)
+        out["density"] = pd.DataFrame({"eigenvalue": dens.grid, "density": dens.density,
+                                       "sigma": dens.sigma, "n_starts": d.n_starts,
+                                       "n_steps": d.n_steps})
+    else:
+        out["density"] = pd.DataFrame(columns=["eigenvalue", "density", "sigma", "n_starts",
+                                               "n_steps"])
+    bar.close()
+    op.release()
+    return out
+
+
+def sharpness(model: nn.Module, states: list[dict], x: torch.Tensor, y: torch.Tensor,
+              opts: CurvatureOptions, progress: bool = True) -> pd.DataFrame:
+    """λ_max at each state dict (see ``sharpness.sharpness_trajectory``)."""
+    s = opts.sharpness
+    bar = _progress("sharpness", progress)
+    df = sharpness_trajectory(model, states, x, y, tol=s.tol, max_iter=s.max_iter,
+                              batch_size=opts.batch_size, method=opts.hvp_method,
+                              max_cache_mb=opts.max_cache_mb, seed=opts.seed, progress=bar)
+    bar.close()
+    return df

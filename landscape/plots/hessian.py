@@ -1,0 +1,175 @@
+"""Curvature figures: spectral densities, curvature against generalisation, sharpness along
+training with the edge-of-stability thresholds. Inputs are the ``hessian_*``,
+``sharpness_trajectory`` and ``runs`` tables."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import run_label
+
+ORDER = ["optimizer", "lr", "batch_size", "seed"]
+
+
+def _runs_in_order(runs: pd.DataFrame, present) -> pd.DataFrame:
+    r = runs[runs["run"].isin(set(present))]
+    return r.sort_values(ORDER + ["run"]).reset_index(drop=True)
+
+
+def _label(row) -> str:
+    return f"{run_label(row)} s{row['seed']}"
+
+
+def _empty(message: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+def _skipped_note(fig, runs: pd.DataFrame, shown) -> None:
+    missing = sorted(set(runs["run"]) - set(shown))
+    if missing:
+        fig.text(0.5, -0.01, f"not measured ({len(missing)}; diverged or skipped): "
+                 + ", ".join(missing), ha="center", va="top", fontsize=7)
+
+
+def density_grid(density: pd.DataFrame, eigs: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
+    """One panel per run: SLQ spectral density on a log scale, with λ_max and λ_min (Lanczos)
+    marked. Panels are ordered by optimiser, η, batch size and seed."""
+    order = _runs_in_order(runs, density["run"].unique())
+    if order.empty:
+        return _empty("no spectral density measured (every run skipped)")
+    n = len(order)
+    ncol = min(4, n)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.7 * nrow), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (_, row) in zip(axes.flat, order.iterrows(), strict=False):
+        d = density[density["run"] == row["run"]].sort_values("eigenvalue")
+        peak = d["density"].max()
+        ax.semilogy(d["eigenvalue"], np.maximum(d["density"], peak * 1e-9), lw=1.2)
+        ax.set_ylim(peak * 1e-7, peak * 3)
+        e = eigs[(eigs["run"] == row["run"]) & (eigs["method"] == "lanczos")]
+        for which, colour, name in (("largest_algebraic", "C3", "λ_max"),
+                                    ("smallest_algebraic", "C2", "λ_min")):
+            v = e[(e["which"] == which) & (e["k"] == 1)]["eigenvalue"]
+            if len(v):
+                ax.axvline(v.iloc[0], color=colour, ls=":", lw=1,
+                           label=f"{name} = {v.iloc[0]:.3g}")
+        ax.set_title(_label(row), fontsize=9)
+        ax.set_xlabel("eigenvalue λ")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density ρ(λ)")
+    first = density.iloc[0]
+    fig.suptitle(f"Hessian spectral density (SLQ, {int(first['n_starts'])} starts; "
+                 f"Gaussian σ = 1 % of the range) on {first['eval_set']}", fontsize=10)
+    _skipped_note(fig, runs, order["run"])
+    fig.tight_layout()
+    return fig
+
+
+def _kendall(x, y) -> str:
+    from scipy.stats import kendalltau
+
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return f"n={int(ok.sum())}"
+    tau, p = kendalltau(x[ok], y[ok])
+    return f"τ={tau:+.2f} (p={p:.2g}, n={int(ok.sum())})"
+
+
+def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
+                                runs: pd.DataFrame) -> plt.Figure:
+    """λ_max (Lanczos) and tr(H) (Hutchinson, ± 1 standard error) of each run against its test
+    accuracy and generalisation gaps; colour = η, marker = batch size; Kendall τ per panel."""
+    lmax = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
+                & (eigs["k"] == 1)][["run", "eigenvalue"]].rename(columns={"eigenvalue": "lmax"})
+    est = "hutchinson" if (trace["method"] == "hutchinson").any() else "hutchpp"
+    tr = trace[trace["method"] == est][["run", "trace", "std_error"]]
+    df = runs[runs["status"] == "ok"].merge(lmax, on="run").merge(tr, on="run", how="left")
+    if df.empty:
+        return _empty("no curvature measured (every run skipped)")
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    ys = [("test_acc", "test accuracy"), ("gap_loss", "gap: test − train loss"),
+          ("gap_error", "gap: test − train error")]
+    xs = [("lmax", None, "λ_max (largest Hessian eigenvalue)"),
+          ("trace", "std_error", f"tr(H) ({est}, ± 1 s.e.)")]
+    lrs = sorted(df["lr"].unique())
+    markers = dict(zip(sorted(df["batch_size"].unique()), "osD^v<>p*h", strict=False))
+    for i, (xcol, xerr, xlabel) in enumerate(xs):
+        for j, (ycol, ylabel) in enumerate(ys):
+            ax = axes[i, j]
+            for (lr, bs), g in df.groupby(["lr", "batch_size"]):
+                colour = plt.get_cmap("viridis")(lrs.index(lr) / max(len(lrs) - 1, 1))
+                ax.errorbar(g[xcol], g[ycol], xerr=None if xerr is None else g[xerr],
+                            fmt=markers[bs], color=colour, ms=6, capsize=2, ls="none",
+                            label=f"η={lr:g}, B={bs}")
+            if (df[xcol] > 0).all():
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(_kendall(df[xcol].to_numpy(float), df[ycol].to_numpy(float)),
+                         fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               title="runs (colour η, marker B)")
+    eval_set = eigs[eigs["run"].isin(df["run"])]["eval_set"].iloc[0]
+    fig.suptitle(f"Curvature vs generalisation over {len(df)} runs; Hessian on {eval_set}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
+    """λ_max at every snapshot against epoch (symlog), one panel per (optimiser, η), one line per
+    run (colour = batch size, seeds solid/dashed), with 2/η (dashed) and (2 + 2β)/η (dotted)."""
+    df = sharp.merge(runs[["run", "batch_size", "seed", "status"]], on="run", how="left")
+    if df.empty:
+        return _empty("no sharpness measured (every run skipped)")
+    groups = list(df.groupby(["optimizer", df["run"].map(
+        dict(zip(runs["run"], runs["lr"], strict=True)))], sort=True))
+    ncol = min(3, len(groups))
+    nrow = math.ceil(len(groups) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    sizes = sorted(df["batch_size"].dropna().unique())
+    for ax, ((opt, lr), g) in zip(axes.flat, groups, strict=False):
+        for (bs, seed), r in g.groupby(["batch_size", "seed"]):
+            r = r.sort_values("epoch")
+            colour = plt.get_cmap("plasma")(0.85 * sizes.index(bs) / max(len(sizes) - 1, 1))
+            seeds = sorted(g[g["batch_size"] == bs]["seed"].unique())
+            ls = "-" if seeds.index(seed) == 0 else "--"
+            diverged = (r["status"] == "diverged").any()
+            ax.plot(r["epoch"], r["lambda_max"], ls, marker="o", ms=3, color=colour,
+                    label=f"B={bs} s{seed}" + (" (diverged)" if diverged else ""))
+        ref = g.sort_values("epoch").drop_duplicates("epoch")
+        ax.plot(ref["epoch"], ref["two_over_lr"], color="k", ls=(0, (5, 3)), lw=1,
+                label=f"2/η = {ref['two_over_lr'].iloc[0]:.3g}")
+        if ref["eos_threshold"].notna().any():
+            beta = g["momentum"].iloc[0]
+            ax.plot(ref["epoch"], ref["eos_threshold"], color="k", ls=":", lw=1.3,
+                    label=f"(2+2β)/η = {ref['eos_threshold'].iloc[0]:.3g} (β={beta:g})")
+        else:
+            ax.text(0.02, 0.02, "Adam: no threshold (preconditioned\nsharpness is another "
+                    "operator)", transform=ax.transAxes, fontsize=7)
+        ax.set_xscale("symlog", linthresh=0.1, linscale=0.6)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch (symlog: linear below 0.1)")
+        ax.set_ylabel("λ_max")
+        ax.set_title(f"{opt} η={lr:g}", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Sharpness along training on {df['eval_set'].iloc[0]}", fontsize=10)
+    _skipped_note(fig, runs, df["run"].unique())
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,74 @@
+"""Stage: curvature of one trained model (eigenvalues, trace, spectral density of its Hessian)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ..checkpoints import load_model
+from ..data import eval_set_name, eval_subset, load_prepared
+from ..evaluate import resolve_device
+from ..hessian.analysis import CurvatureOptions, curvature
+from ..tables import write_table
+from ._common import skip_reason, write_skipped
+
+NAME = "hessian"
+HELP = ("Hessian of one run's mean loss over its evaluation set: Lanczos top-k and λ_min, power "
+        "iteration, Hutchinson/Hutch++ trace, SLQ spectral density")
+SPLITS = ("train", "test")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="prepared data (.pt)")
+    p.add_argument("--checkpoint", required=True, help="the run's checkpoint.pt")
+    p.add_argument("--params", required=True, help="JSON of the config's `hessian` section")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out-eigs", required=True, help="output hessian_eigs rows (.parquet)")
+    p.add_argument("--out-trace", required=True, help="output hessian_trace rows (.parquet)")
+    p.add_argument("--out-density", required=True, help="output hessian_density rows (.parquet)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def eval_tensors(data: str, params: dict, device):
+    """The configured evaluation set: (x, y, eval_set name, size)."""
+    split = params.get("eval_split", "train")
+    if split not in SPLITS:
+        raise ValueError(f"Unknown eval_split {split!r}. Supported splits are {list(SPLITS)}.")
+    train, test, _ = load_prepared(data)
+    base = train if split == "train" else test
+    size, seed = params.get("eval_size"), params.get("eval_seed", 0)
+    size = None if size is None or size >= len(base) else int(size)
+    sub = eval_subset(base, size, seed)
+    x, y = sub.tensors(device)
+    return x, y, eval_set_name(split, size, seed), len(sub)
+
+
+def run(args) -> None:
+    params = json.loads(args.params)
+    opts = CurvatureOptions.from_params(params)
+    outputs = {"hessian_eigs": args.out_eigs, "hessian_trace": args.out_trace,
+               "hessian_density": args.out_density}
+    dev = resolve_device(args.device)
+    model, meta = load_model(args.checkpoint, dev)
+    reason = skip_reason(meta)
+    if reason:
+        write_skipped(outputs, NAME, reason)
+        return
+    x, y, eval_set, eval_size = eval_tensors(args.data, params, dev)
+    t0 = time.perf_counter()
+    frames = curvature(model, x, y, opts, progress=not args.no_progress)
+    ids = {"run": meta["run"], "eval_set": eval_set, "eval_size": eval_size}
+    for key, name in (("eigs", "hessian_eigs"), ("trace", "hessian_trace"),
+                      ("density", "hessian_density")):
+        df = frames[key]
+        for col, val in reversed(ids.items()):
+            df.insert(0, col, val)
+        write_table(df, name, outputs[name], extra_meta={"options": params})
+    eigs = frames["eigs"]
+    lmax = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")]
+    lmin = eigs[eigs["which"] == "smallest_algebraic"]
+    print(f"{meta['run']} on {eval_set}: λ_max {lmax['eigenvalue'].iloc[0]:.4g}"
+          + (f", λ_min {lmin['eigenvalue'].iloc[0]:.4g}" if len(lmin) else "")
+          + "".join(f", {r.method} trace {r.trace:.4g} ± {r.std_error:.2g}"
+                    for r in frames["trace"].itertuples())
+          + f"; {time.perf_counter() - t0:.1f} s")

@@ -1,0 +1,40 @@
+"""Stage: curvature figures from the hessian_*, sharpness_trajectory and runs tables."""
+
+from __future__ import annotations
+
+import json
+
+from ..plots import save
+from ..plots.hessian import curvature_vs_generalisation, density_grid, sharpness_trajectories
+from ..tables import read_table
+
+NAME = "plot-hessian"
+HELP = "draw spectral densities, curvature vs generalisation and sharpness along training"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--eigs", required=True)
+    p.add_argument("--trace", required=True)
+    p.add_argument("--density", required=True)
+    p.add_argument("--sharpness", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--params", default="{}", help="JSON of the config's `plots` section")
+    p.add_argument("--out-density", required=True)
+    p.add_argument("--out-generalisation", required=True)
+    p.add_argument("--out-sharpness", required=True)
+
+
+def run(args) -> None:
+    import matplotlib.pyplot as plt
+
+    params = json.loads(args.params)
+    plt.style.use(params.get("style", "default"))
+    dpi = params.get("dpi", 150)
+    eigs = read_table(args.eigs, "hessian_eigs")
+    runs = read_table(args.runs, "runs")
+    save(density_grid(read_table(args.density, "hessian_density"), eigs, runs),
+         args.out_density, dpi)
+    save(curvature_vs_generalisation(eigs, read_table(args.trace, "hessian_trace"), runs),
+         args.out_generalisation, dpi)
+    save(sharpness_trajectories(read_table(args.sharpness, "sharpness_trajectory"), runs),
+         args.out_sharpness, dpi)

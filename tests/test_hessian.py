@@ -1,0 +1,336 @@
+"""Curvature maths against exact references on tiny problems (landscape/hessian/)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from landscape.hessian import (
+    HessianOperator,
+    hutchinson,
+    hutchpp,
+    lanczos_eigs,
+    power_iteration,
+    spectral_density,
+    stability_threshold,
+    two_over_lr,
+)
+from landscape.hessian.density import smooth_density
+from landscape.hessian.trace import estimate_trace
+
+
+class Tiny(nn.Module):
+    """Conv(1→2, 3×3) + BatchNorm + tanh + Linear(32→5): 189 parameters, smooth, with buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.bn = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(2 * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(self.bn(self.conv(x))).flatten(1))
+
+
+def tiny_problem(dtype=torch.float64, n: int = 40, seed: int = 0):
+    torch.manual_seed(seed)
+    model = Tiny()
+    with torch.no_grad():  # non-trivial running statistics, used in eval mode
+        model.bn.running_mean.uniform_(-0.2, 0.2)
+        model.bn.running_var.uniform_(0.5, 2.0)
+        for p in model.parameters():
+            p.mul_(2.0)
+    model = model.to(dtype).eval()
+    x = torch.randn(n, 1, 6, 6, dtype=dtype)
+    y = torch.randint(0, 5, (n,))
+    return model, x, y
+
+
+def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact Hessian of the mean cross-entropy (eval mode) by torch.autograd.functional.hessian."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    buffers = dict(model.named_buffers())
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss(flat):
+        ps = {n: t.view(s) for n, t, s in zip(names, torch.split(flat, sizes), shapes, strict=True)}
+        return F.cross_entropy(functional_call(model, (ps, buffers), (x,)), y)
+
+    return torch.autograd.functional.hessian(loss, theta, vectorize=True).to(torch.float64)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model, x, y = tiny_problem()
+    h = dense_hessian(model, x, y)
+    return model, x, y, h, np.linalg.eigvalsh(h.numpy())
+
+
+def test_tiny_model_size(problem):
+    model, _, _, h, _ = problem
+    n = sum(p.numel() for p in model.parameters())
+    assert 100 <= n <= 500 and h.shape == (n, n)
+
+
+@pytest.mark.parametrize("method", ["cached", "rev-rev", "fwd-rev"])
+def test_hvp_equals_dense_hessian(problem, method):
+    model, x, y, h, _ = problem
+    op = HessianOperator(model, x, y, batch_size=16, method=method)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        v = torch.randn(op.dim, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(op.matvec(v), h @ v, rtol=1e-5, atol=1e-8)
+    assert op.n_hvp == 3 and op.method == method
+
+
+def test_hvp_float32_model_matches_float64_reference(problem):
+    model64, x64, y, h, _ = problem
+    model = Tiny().eval()
+    model.load_state_dict({k: v.float() for k, v in model64.state_dict().items()})
+    op = HessianOperator(model, x64.float(), y, batch_size=16)
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    hv = op.matvec(v)
+    assert hv.dtype == torch.float64
+    assert float((hv - h @ v).norm() / (h @ v).norm()) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["cached", "rev-rev", "fwd-rev"])
+def test_hvp_independent_of_batch_size(problem, method):
+    model, x, y, _, _ = problem
+    v = torch.randn(sum(p.numel() for p in model.parameters()),
+                    generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ref = HessianOperator(model, x, y, batch_size=None, method=method).matvec(v)
+    for bs in (1, 7, 16, 39, 1000):
+        out = HessianOperator(model, x, y, batch_size=bs, method=method).matvec(v)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_hvp_independent_of_batch_size_float32():
+    model, x, y = tiny_problem(torch.float32)
+    v = torch.randn(sum(p.numel() for p in model.parameters()),
+                    generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ref = HessianOperator(model, x, y, batch_size=None).matvec(v)
+    for bs in (3, 8, 25):
+        out = HessianOperator(model, x, y, batch_size=bs).matvec(v)
+        assert float((out - ref).norm() / ref.norm()) < 1e-5
+
+
+def test_cached_graph_is_built_once_and_reused(problem):
+    model, x, y, _, _ = problem
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        cached = HessianOperator(model, x, y, batch_size=10, method="cached")
+        calls.clear()  # the memory estimate's probe forward
+        v = torch.ones(cached.dim, dtype=torch.float64)
+        for _ in range(5):
+            out = cached.matvec(v)
+            assert not out.requires_grad
+        assert len(calls) == 4  # one forward per mini-batch, for all five products
+        recompute = HessianOperator(model, x, y, batch_size=10, method="rev-rev")
+        calls.clear()
+        for _ in range(5):
+            recompute.matvec(v)
+        assert len(calls) == 20
+    finally:
+        hook.remove()
+
+
+def test_auto_method_respects_memory_cap(problem):
+    model, x, y, _, _ = problem
+    assert HessianOperator(model, x, y).method == "cached"
+    op = HessianOperator(model, x, y, max_cache_mb=0.0)
+    assert op.method == "rev-rev" and op.graph_mb_estimate > 0
+
+
+def test_operator_errors(problem):
+    model, x, y, _, _ = problem
+    with pytest.raises(ValueError, match=r"Unknown HVP method 'exact'. Supported methods are"):
+        HessianOperator(model, x, y, method="exact")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        HessianOperator(model, x, y, batch_size=0)
+    op = HessianOperator(model, x, y)
+    with pytest.raises(ValueError, match=r"expected \(189,\)"):
+        op.matvec(torch.zeros(5))
+
+
+def test_gradient_and_loss(problem):
+    model, x, y, _, _ = problem
+    op = HessianOperator(model, x, y, batch_size=7)
+    loss, g = op.loss_and_gradient()
+    model.zero_grad()
+    ref = F.cross_entropy(model(x), y)
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    assert op.loss() == pytest.approx(ref.item(), rel=1e-12)
+    torch.testing.assert_close(g, torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+
+
+def test_linear_operator_with_scipy_eigsh(problem):
+    from scipy.sparse.linalg import eigsh
+
+    model, x, y, _, exact = problem
+    lin = HessianOperator(model, x, y).to_linear_operator()
+    vals = np.sort(eigsh(lin, k=2, which="LA", tol=1e-10)[0])
+    np.testing.assert_allclose(vals, exact[-2:], rtol=1e-6)
+
+
+def test_lanczos_matches_eigvalsh(problem):
+    model, x, y, _, exact = problem
+    op = HessianOperator(model, x, y)
+    res = lanczos_eigs(op.matvec, op.dim, k=3, tol=1e-8, max_iter=op.dim,
+                       generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(res.largest, exact[::-1][:3], rtol=1e-4)
+    assert res.smallest == pytest.approx(exact[0], rel=1e-4)
+    assert exact[0] < 0, "the tiny problem should have a negative eigenvalue"
+    assert res.largest_converged.all() and res.smallest_converged
+    assert res.n_hvp < op.dim, "should converge well before dim products"
+
+
+def test_lanczos_residual_estimates_are_true_residuals(problem):
+    model, x, y, h, _ = problem
+    op = HessianOperator(model, x, y)
+    res = lanczos_eigs(op.matvec, op.dim, k=3, tol=1e-12, max_iter=12,
+                       generator=torch.Generator().manual_seed(5))
+    assert res.n_hvp == 12 and not res.smallest_converged  # stopped early on purpose
+    for val, r, u in zip(res.largest, res.largest_residuals, res.vectors, strict=True):
+        assert float(u.norm()) == pytest.approx(1.0, abs=1e-10)
+        true = float((h @ u - val * u).norm())
+        assert r == pytest.approx(true, rel=1e-6, abs=1e-12)
+        assert r > 1e-6
+    u = res.smallest_vector
+    assert res.smallest_residual == pytest.approx(float((h @ u - res.smallest * u).norm()),
+                                                  rel=1e-6)
+
+
+def spd_with_negative_outlier(dim=60, seed=0) -> tuple[torch.Tensor, np.ndarray]:
+    """A symmetric matrix whose largest-|λ| eigenvalue is negative (a saddle)."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+    lam = torch.linspace(-0.5, 3.0, dim, dtype=torch.float64)
+    lam[0] = -8.0
+    a = q @ torch.diag(lam) @ q.T
+    return (a + a.T) / 2, np.sort(lam.numpy())
+
+
+def test_power_iteration_finds_largest_magnitude_not_lambda_max():
+    a, lam = spd_with_negative_outlier()
+    pw = power_iteration(lambda v: a @ v, a.shape[0], k=1, tol=1e-10, max_iter=500)
+    assert pw.values[0] == pytest.approx(-8.0, rel=1e-6)  # largest |λ|, negative
+    lz = lanczos_eigs(lambda v: a @ v, a.shape[0], k=1, tol=1e-10, max_iter=60)
+    assert lz.largest[0] == pytest.approx(lam[-1], rel=1e-8)  # λ_max
+    assert lz.smallest == pytest.approx(-8.0, rel=1e-8)
+
+
+def test_power_iteration_top_k_with_deflation(problem):
+    model, x, y, _, exact = problem
+    op = HessianOperator(model, x, y)
+    pw = power_iteration(op.matvec, op.dim, k=2, tol=1e-9, max_iter=2000)
+    by_mag = exact[np.argsort(-np.abs(exact))][:2]
+    np.testing.assert_allclose(pw.values, by_mag, rtol=1e-3)
+    assert pw.n_hvp == pw.n_hvp_each.sum() == op.n_hvp
+    assert (pw.residuals >= 0).all()
+
+
+def test_hutchinson_within_three_standard_errors(problem):
+    model, x, y, h, _ = problem
+    op = HessianOperator(model, x, y)
+    exact = float(torch.trace(h))
+    est = hutchinson(op.matvec, op.dim, 200, torch.Generator().manual_seed(0))
+    assert est.n_hvp == 200 == op.n_hvp
+    assert abs(est.trace - exact) < 3 * est.std_error
+    assert est.std_error < 0.2 * abs(exact)
+
+
+def test_hutchpp_within_three_standard_errors(problem):
+    model, x, y, h, _ = problem
+    op = HessianOperator(model, x, y)
+    exact = float(torch.trace(h))
+    est = hutchpp(op.matvec, op.dim, 60, torch.Generator().manual_seed(0))
+    assert est.n_hvp == 60 == op.n_hvp
+    assert abs(est.trace - exact) < 3 * est.std_error
+
+
+def test_hutchpp_exact_on_low_rank_matrix():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(80, 4, generator=g, dtype=torch.float64)
+    a = u @ torch.diag(torch.tensor([5.0, 2.0, 1.0, 0.5], dtype=torch.float64)) @ u.T
+    est = hutchpp(lambda v: a @ v, 80, 15, g)
+    assert est.trace == pytest.approx(float(torch.trace(a)), rel=1e-10)
+    assert est.std_error < 1e-8
+    loose = hutchinson(lambda v: a @ v, 80, 15, torch.Generator().manual_seed(0))
+    assert loose.std_error > 1.0  # plain Hutchinson is far from exact here
+
+
+def test_trace_dispatch_errors():
+    with pytest.raises(ValueError, match=r"Unknown trace estimator 'gauss'. Supported estimators "
+                                         r"are \['hutchinson', 'hutchpp'\]"):
+        estimate_trace("gauss", lambda v: v, 3, 10, torch.Generator())
+    with pytest.raises(ValueError, match="n_matvecs >= 6"):
+        hutchpp(lambda v: v, 10, 5, torch.Generator())
+
+
+def test_density_integrates_to_one_and_sits_on_the_spectrum(problem):
+    model, x, y, _, exact = problem
+    op = HessianOperator(model, x, y)
+    d = spectral_density(op.matvec, op.dim, n_starts=20, n_steps=40, sigma_rel=0.02,
+                         grid_size=800, generator=torch.Generator().manual_seed(0))
+    assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=1e-9)
+    assert (d.density >= 0).all() and d.n_hvp == 20 * 40
+    assert d.grid[0] <= exact[0] and d.grid[-1] >= exact[-1]
+    # against the exact eigenvalues smoothed with the same Gaussian on the same grid
+    ref = smooth_density(exact[None, :], np.full((1, len(exact)), 1.0 / len(exact)), d.sigma,
+                         d.grid)
+    assert np.trapezoid(np.abs(d.density - ref), d.grid) < 0.25
+    # the first moment is the mean eigenvalue tr(H)/dim
+    mean = np.trapezoid(d.grid * d.density, d.grid)
+    assert mean == pytest.approx(exact.mean(), abs=0.1 * np.abs(exact).max())
+    # and the mass sits where the eigenvalues are: CDFs agree to a few percent
+    cdf = np.cumsum(d.density) * (d.grid[1] - d.grid[0])
+    for q in (0.1, 0.5, 0.9):
+        lam_q = np.quantile(exact, q)
+        assert np.interp(lam_q, d.grid, cdf) == pytest.approx(q, abs=0.12)
+
+
+def test_density_with_full_krylov_space_has_exact_nodes():
+    a, lam = spd_with_negative_outlier(dim=30)
+    d = spectral_density(lambda v: a @ v, 30, n_starts=2, n_steps=30, sigma_rel=0.01,
+                         generator=torch.Generator().manual_seed(1))
+    for row_nodes, row_weights in zip(d.nodes, d.weights, strict=True):
+        keep = row_weights > 1e-14
+        assert np.abs(row_nodes[keep][:, None] - lam[None, :]).min(1).max() < 1e-8
+        assert row_weights.sum() == pytest.approx(1.0, abs=1e-10)
+
+
+def test_density_reuses_a_previous_lanczos_run():
+    a, _ = spd_with_negative_outlier(dim=50)
+    eig = lanczos_eigs(lambda v: a @ v, 50, k=1, tol=1e-6, max_iter=25)
+    d = spectral_density(lambda v: a @ v, 50, n_starts=3, n_steps=10, first=(eig.ritz_values,
+                         eig.ritz_weights), generator=torch.Generator().manual_seed(0))
+    assert d.n_hvp == 2 * 10 and d.nodes.shape[0] == 3
+    np.testing.assert_allclose(d.nodes[0, :len(eig.ritz_values)], eig.ritz_values)
+    assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_stability_thresholds():
+    assert two_over_lr(0.1) == pytest.approx(20.0)
+    assert stability_threshold("sgd", 0.1, 0.9) == pytest.approx(38.0)
+    assert stability_threshold("sgd", 0.02, 0.0) == pytest.approx(100.0)
+    assert math.isnan(stability_threshold("adam", 1e-3, 0.9))
+    with pytest.raises(ValueError, match="Unknown optimizer 'rmsprop'"):
+        stability_threshold("rmsprop", 0.1)
+
+
+def test_lanczos_argument_errors():
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        lanczos_eigs(lambda v: v, 5, k=0)
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        lanczos_eigs(lambda v: v, 5, tol=0.0)

@@ -1,0 +1,203 @@
+"""The hessian, sharpness and plot-hessian stages end to end on a tiny trained run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from landscape.checkpoints import load_snapshots
+from landscape.cli import main
+from landscape.data import load_prepared
+from landscape.io import save_verified
+from landscape.tables import SCHEMAS, read_table, table_meta, write_table
+from landscape.train import TrainConfig, train_run
+
+PARAMS = {"eval_size": 64, "eval_seed": 0, "batch_size": 16, "seed": 0,
+          "eigs": {"top_k": 2, "tol": 1e-3, "max_iter": 40, "power_k": 1, "power_max_iter": 30},
+          "trace": {"hutchinson": 6, "hutchpp": 6},
+          "density": {"n_starts": 2, "n_steps": 6, "grid_size": 64},
+          "sharpness": {"tol": 3e-2, "max_iter": 15}}
+
+
+def make_run(folder, prepared, **kw):
+    train, test, fp = load_prepared(prepared)
+    base = dict(model="cnn", optimizer="sgd", lr=0.05, batch_size=64, weight_decay=0.0, seed=1,
+                epochs=2, momentum=0.9, model_options={"width": 2, "hidden": 8},
+                snapshot_steps=[3])
+    base.update(kw)
+    train_run(TrainConfig(**base), train, test, folder, fingerprint=fp, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from .conftest import write_prepared
+
+    root = tmp_path_factory.mktemp("hessian")
+    prepared = write_prepared(root / "data.pt")
+    return root, prepared, make_run(root / "run", prepared)
+
+
+def run_hessian(root, prepared, run, params=PARAMS, tag="a"):
+    out = {k: root / f"{tag}_{k}.parquet" for k in ("eigs", "trace", "density")}
+    rc = main(["hessian", "--threads", "1", "--data", str(prepared), "--checkpoint",
+               str(run / "checkpoint.pt"), "--params", json.dumps(params), "--device", "cpu",
+               "--out-eigs", str(out["eigs"]), "--out-trace", str(out["trace"]),
+               "--out-density", str(out["density"]), "--no-progress"])
+    assert rc == 0
+    return {k: read_table(p, f"hessian_{k}") for k, p in out.items()}, out
+
+
+def run_sharpness(root, prepared, run, params=PARAMS, tag="a"):
+    out = root / f"{tag}_sharpness.parquet"
+    rc = main(["sharpness", "--threads", "1", "--data", str(prepared), "--snapshots",
+               str(run / "snapshots.pt"), "--params", json.dumps(params), "--device", "cpu",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return read_table(out, "sharpness_trajectory"), out
+
+
+def test_hessian_stage_tables(trained):
+    root, prepared, run = trained
+    t, _ = run_hessian(root, prepared, run)
+    eigs = t["eigs"]
+    assert set(eigs["eval_set"]) == {"train[64,seed=0]"} and set(eigs["eval_size"]) == {64}
+    lz = eigs[eigs["method"] == "lanczos"]
+    top = lz[lz["which"] == "largest_algebraic"].sort_values("k")
+    assert top["k"].tolist() == [1, 2] and top["eigenvalue"].is_monotonic_decreasing
+    low = lz[lz["which"] == "smallest_algebraic"]
+    assert len(low) == 1 and low["eigenvalue"].iloc[0] <= top["eigenvalue"].iloc[-1]
+    assert (lz["converged"] | (lz["n_hvp"] == 40)).all()
+    pw = eigs[eigs["method"] == "power"]
+    assert pw["which"].tolist() == ["largest_magnitude"]
+    # a Rayleigh quotient never exceeds the spectral radius (here λ_max ≈ −λ_min, so power
+    # iteration converges slowly and its relative-change rule may stop it well short)
+    biggest = max(top["eigenvalue"].iloc[0], -low["eigenvalue"].iloc[0])
+    assert abs(pw["eigenvalue"].iloc[0]) <= biggest * (1 + 1e-6)
+    tr = t["trace"]
+    assert sorted(tr["method"]) == ["hutchinson", "hutchpp"]
+    assert (tr["n_hvp"] == 6).all() and (tr["std_error"] > 0).all()
+    assert tr["n_params"].iloc[0] == 20 + 76 + 196 * 8 + 8 + 90
+    d = t["density"]
+    assert len(d) == 64 and d["n_starts"].iloc[0] == 2
+    assert np.trapezoid(d["density"], d["eigenvalue"]) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_hessian_stage_is_deterministic(trained):
+    root, prepared, run = trained
+    a, _ = run_hessian(root, prepared, run, tag="x")
+    b, _ = run_hessian(root, prepared, run, tag="y")
+    for key in a:
+        keep = [c for c in a[key].columns if c != "seconds"]
+        pd.testing.assert_frame_equal(a[key][keep], b[key][keep])
+
+
+def test_hessian_stage_batch_size_does_not_change_results(trained):
+    root, prepared, run = trained
+    a, _ = run_hessian(root, prepared, run, tag="b16")
+    b, _ = run_hessian(root, prepared, run, {**PARAMS, "batch_size": 64, "hvp_method": "rev-rev"},
+                       tag="b64")
+    ea, eb = a["eigs"], b["eigs"]
+    lz = ea["method"] == "lanczos"
+    np.testing.assert_allclose(ea[lz]["eigenvalue"], eb[lz]["eigenvalue"], rtol=1e-4)
+
+
+def test_sharpness_stage(trained):
+    root, prepared, run = trained
+    df, _ = run_sharpness(root, prepared, run)
+    snaps = load_snapshots(run / "snapshots.pt")
+    assert df["step"].tolist() == snaps["step"] and df["epoch"].tolist() == snaps["epoch"]
+    assert (df["lr"] == 0.05).all() and (df["momentum"] == 0.9).all()
+    assert df["two_over_lr"].tolist() == pytest.approx([40.0] * len(df))
+    assert df["eos_threshold"].tolist() == pytest.approx([(2 + 2 * 0.9) / 0.05] * len(df))
+    assert (df["lambda_max"] > 0).all() and (df["n_hvp"] >= 2).all()
+    assert df["eval_loss"].iloc[-1] < df["eval_loss"].iloc[0]
+    # the last snapshot is the final checkpoint: same λ_max as the hessian stage, within tolerance
+    t, _ = run_hessian(root, prepared, run, tag="s")
+    lmax = t["eigs"].query("method == 'lanczos' and which == 'largest_algebraic' and k == 1")
+    assert df["lambda_max"].iloc[-1] == pytest.approx(lmax["eigenvalue"].iloc[0], rel=3e-2)
+
+
+def test_sharpness_uses_the_schedule_and_adam_has_no_threshold(trained, tmp_path):
+    root, prepared, run = trained
+    # the SGD run's snapshots relabelled as an Adam run with a cosine schedule: the stage reads
+    # optimiser, η and schedule from the metadata only
+    snaps = load_snapshots(run / "snapshots.pt")
+    snaps.pop("sha256", None)
+    snaps["meta"] = {**snaps["meta"], "config": {**snaps["meta"]["config"], "optimizer": "adam",
+                                                 "lr": 1e-3, "schedule": "cosine"}}
+    (tmp_path / "adam").mkdir()
+    save_verified(tmp_path / "adam" / "snapshots.pt", snaps)
+    df, _ = run_sharpness(tmp_path, prepared, tmp_path / "adam")
+    assert df["optimizer"].eq("adam").all() and df["eos_threshold"].isna().all()
+    assert df["momentum"].isna().all()
+    cfg = TrainConfig(model="cnn", optimizer="adam", lr=1e-3, batch_size=64, weight_decay=0.0,
+                      seed=1, epochs=2, schedule="cosine")
+    from landscape.train import lr_at
+
+    expected = [lr_at(cfg, max(math.ceil(e) - 1, 0)) for e in df["epoch"]]
+    assert df["lr"].tolist() == pytest.approx(expected)
+    assert df["lr"].iloc[-1] < df["lr"].iloc[0]  # epoch 2 ran at the cosine-decayed rate
+    assert df["two_over_lr"].tolist() == pytest.approx([2 / lr for lr in expected])
+
+
+def test_diverged_run_is_skipped_with_a_reason(trained, tmp_path):
+    root, prepared, _ = trained
+    run = make_run(tmp_path / "div", prepared, lr=1e4)
+    t, out = run_hessian(tmp_path, prepared, run)
+    for key, frame in t.items():
+        assert frame.empty
+        meta = table_meta(out[key])
+        assert "diverged" in meta["skipped"] and meta["stage"] == "hessian"
+    # the sharpness stage measures the snapshots saved before the divergence; the last one
+    # (step 3, just before the loss overflowed) has non-finite curvature: NaN, not converged
+    df, _ = run_sharpness(tmp_path, prepared, run)
+    assert df["step"].tolist() == load_snapshots(run / "snapshots.pt")["step"] == [0, 3]
+    assert np.isfinite(df["lambda_max"].iloc[0]) and df["converged"].iloc[0]
+    assert np.isnan(df["lambda_max"].iloc[1]) and not df["converged"].iloc[1]
+
+
+def test_unknown_options_are_errors(trained, capsys):
+    root, prepared, run = trained
+    bad = {**PARAMS, "eigs": {**PARAMS["eigs"], "topk": 3}}
+    rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
+               "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
+               "--out-density", "c"])
+    assert rc == 1 and "Unknown option(s) ['topk'] for EigOptions" in capsys.readouterr().err
+    bad = {**PARAMS, "eval_split": "valid"}
+    rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
+               "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
+               "--out-density", "c", "--no-progress"])
+    assert rc == 1 and "Unknown eval_split 'valid'" in capsys.readouterr().err
+
+
+def test_plot_stage_draws_every_figure(trained, tmp_path):
+    root, prepared, run = trained
+    t, out = run_hessian(root, prepared, run, tag="p")
+    _, sharp = run_sharpness(root, prepared, run, tag="p")
+    runs = read_table(run / "run.parquet", "runs")
+    # a second, diverged run that has no curvature rows: it must be listed, not crash the plot
+    runs = pd.concat([runs, runs.assign(run="other_run", status="diverged")], ignore_index=True)
+    write_table(runs, "runs", tmp_path / "runs.parquet")
+    figs = {k: tmp_path / f"{k}.png" for k in ("density", "generalisation", "sharpness")}
+    rc = main(["plot-hessian", "--eigs", str(out["eigs"]), "--trace", str(out["trace"]),
+               "--density", str(out["density"]), "--sharpness", str(sharp),
+               "--runs", str(tmp_path / "runs.parquet"), "--params", '{"dpi": 60}',
+               "--out-density", str(figs["density"]),
+               "--out-generalisation", str(figs["generalisation"]),
+               "--out-sharpness", str(figs["sharpness"])])
+    assert rc == 0
+    for path in figs.values():
+        assert path.stat().st_size > 5_000
+
+
+def test_schemas_registered():
+    for name in ("hessian_eigs", "hessian_trace", "hessian_density", "sharpness_trajectory"):
+        cols = [c.name for c in SCHEMAS[name]]
+        assert cols[:3] == ["run", "eval_set", "eval_size"]
+    assert {"two_over_lr", "eos_threshold", "lambda_max"} <= {
+        c.name for c in SCHEMAS["sharpness_trajectory"]}
