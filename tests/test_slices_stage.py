@@ -160,12 +160,14 @@ def test_bad_spec_is_a_one_line_error(trained, tmp_path, capsys):
 def test_plots(gathered, trained, tmp_path):
     one, _ = gathered
     figdir = tmp_path / "figs"
+    runs = [RUN, "cnn_sgd_lr0.1_bs32_wd0_s9"]
     code = main(["plot-slices", "--slice-1d", str(one["1d"]), "--slice-2d", str(one["2d"]),
                  "--trajectory", str(one["trajectory"]), "--pca", str(one["pca"]), "--runs",
                  str(trained / "run/run.parquet"), "--params", '{"dpi": 50}', "--curves",
-                 str(tmp_path / "c.png"), "--multiples", str(tmp_path / "m.png"), "--figdir",
-                 str(figdir), "--run-ids", RUN, "cnn_sgd_lr0.1_bs32_wd0_s9"])
+                 str(tmp_path / "c.png"), "--multiples", str(tmp_path / "m.png"), "--run-ids",
+                 *runs, "--contours", *[str(figdir / f"contour_{r}.png") for r in runs],
+                 "--surfaces", *[str(figdir / f"surface_{r}.png") for r in runs]])
     assert code == 0
     for p in [tmp_path / "c.png", tmp_path / "m.png", *[figdir / f"{k}_{r}.png" for k in
-              ("contour", "surface") for r in (RUN, "cnn_sgd_lr0.1_bs32_wd0_s9")]]:
+              ("contour", "surface") for r in runs]]:
         assert p.stat().st_size > 2000, p  # a run without slices gets a placeholder

@@ -46,12 +46,19 @@ def _order(runs: pd.DataFrame, run_ids) -> list[str]:
 
 
 def _plain_log_axis(ax) -> None:
-    """Log-scale y axis with plain tick labels (0.5, 2, 3) instead of 5×10⁻¹."""
+    """Log-scale y axis with plain tick labels (0.5, 2, 30 rather than 5×10⁻¹); minor ticks are
+    labelled only when the axis spans less than about one decade. Call after plotting."""
     ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
     fmt = ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
     ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(fmt)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    if hi / lo < 150:
+        subs = (2.0, 3.0, 5.0) if hi / lo < 12 else (2.0, 5.0)
+        ax.yaxis.set_minor_locator(ticker.LogLocator(subs=subs))
+        ax.yaxis.set_minor_formatter(fmt)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+    else:
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _eval_note(df: pd.DataFrame) -> str:
@@ -220,8 +227,8 @@ def surface(slice_2d: pd.DataFrame, runs: pd.DataFrame, run: str, plane: str = "
 
 def small_multiples(slice_2d: pd.DataFrame, trajectory: pd.DataFrame, pca: pd.DataFrame,
                     runs: pd.DataFrame, split: str = "train") -> plt.Figure:
-    """Every run's planes on one shared log colour scale: for each plane, a block of rows (one
-    per model/optimiser/η/weight decay/seed) and a column per batch size."""
+    """Every run's planes, one shared log colour scale per plane: for each plane, a block of rows
+    (one per model/optimiser/η/weight decay/seed) and a column per batch size."""
     df = slice_2d[slice_2d["split"] == split]
     traj = trajectory[trajectory["split"] == split]
     run_ids = list(df["run"].unique())
@@ -240,13 +247,16 @@ def small_multiples(slice_2d: pd.DataFrame, trajectory: pd.DataFrame, pca: pd.Da
     batches = sorted({key(r)[1] for r in run_ids})
     planes = [p for p in ("random", "pca") if p in set(df["plane"])]
     nrows, ncols = len(planes) * len(groups), len(batches)
-    norm_ = loss_norm(np.concatenate([df["loss"].to_numpy(), traj["loss"].to_numpy()]))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 1.5, 3.2 * nrows),
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_visible(False)
-    cf = None
     for pi, plane in enumerate(planes):
+        values = df[df["plane"] == plane]["loss"].to_numpy()
+        if plane == "pca":
+            values = np.concatenate([values, traj["loss"].to_numpy()])
+        norm_ = loss_norm(values)
+        cf = None
         for r in run_ids:
             g, bsz = key(r)
             ax = axes[pi * len(groups) + groups.index(g), batches.index(bsz)]
@@ -262,11 +272,12 @@ def small_multiples(slice_2d: pd.DataFrame, trajectory: pd.DataFrame, pca: pd.Da
             ax.set_xlabel("α" if plane == "random" else "α (PC1)", fontsize=7, labelpad=1)
             ax.set_ylabel(f"{PLANE_TITLES[plane].split(' (')[0]}\n"
                           + ("β" if plane == "random" else "β (PC2)"), fontsize=7, labelpad=1)
-    if cf is not None:
-        fig.colorbar(cf, ax=axes, label=f"{split} loss (shared log scale)", format="%.2g",
-                     shrink=0.6)
-    fig.suptitle(f"{split} loss on each run's planes, one colour scale ({_eval_note(df)}); "
-                 "★ = trained weights", fontsize=10)
+        if cf is not None:
+            block = axes[pi * len(groups):(pi + 1) * len(groups), :]
+            fig.colorbar(cf, ax=block, label=f"{split} loss, {plane} plane\n(shared log scale)",
+                         format="%.2g", shrink=0.9)
+    fig.suptitle(f"{split} loss on each run's planes, one colour scale per plane "
+                 f"({_eval_note(df)}); ★ = trained weights", fontsize=10)
     return fig
 
 

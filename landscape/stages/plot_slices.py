@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from ..plots import save
-from ..plots.slices import curves_1d, plane_contours, small_multiples, surface
 from ..tables import read_table
 
 NAME = "plot-slices"
@@ -22,14 +19,19 @@ def add_arguments(p) -> None:
     p.add_argument("--params", default="{}", help="JSON of the config's `plots` section")
     p.add_argument("--curves", required=True, help="output figure of the 1-D slices")
     p.add_argument("--multiples", required=True, help="output figure of all runs' planes")
-    p.add_argument("--figdir", required=True,
-                   help="folder for contour_<run>.png and surface_<run>.png")
     p.add_argument("--run-ids", nargs="*", default=[],
                    help="runs that get per-run figures (a placeholder if a run has no slices)")
+    p.add_argument("--contours", nargs="*", default=[],
+                   help="output contour figure of each run in --run-ids (same order)")
+    p.add_argument("--surfaces", nargs="*", default=[],
+                   help="output 3-D surface figure of each run in --run-ids (same order)")
 
 
 def run(args) -> None:
     import matplotlib.pyplot as plt
+
+    from ..plots import save  # matplotlib only in this stage's process, not in every CLI call
+    from ..plots.slices import curves_1d, plane_contours, small_multiples, surface
 
     params = json.loads(args.params)
     plt.style.use(params.get("style", "default"))
@@ -41,8 +43,11 @@ def run(args) -> None:
     runs = read_table(args.runs, "runs")
     save(curves_1d(s1, runs), args.curves, dpi)
     save(small_multiples(s2, traj, pca, runs), args.multiples, dpi)
-    figdir = Path(args.figdir)
-    for run_id in args.run_ids:
-        save(plane_contours(s2, traj, pca, runs, run_id), figdir / f"contour_{run_id}.png", dpi)
-        save(surface(s2, runs, run_id), figdir / f"surface_{run_id}.png", dpi)
+    if not len(args.contours) == len(args.surfaces) == len(args.run_ids):
+        raise ValueError(f"--run-ids has {len(args.run_ids)} runs but --contours "
+                         f"{len(args.contours)} and --surfaces {len(args.surfaces)} files; "
+                         "give one of each per run")
+    for run_id, contour, surf in zip(args.run_ids, args.contours, args.surfaces, strict=True):
+        save(plane_contours(s2, traj, pca, runs, run_id), contour, dpi)
+        save(surface(s2, runs, run_id), surf, dpi)
     print(f"wrote {args.curves}, {args.multiples} and {2 * len(args.run_ids)} per-run figures")

@@ -23,33 +23,25 @@ wildcard_constraints:
     shards=r"\d+",
 
 
-def slice_plan_params():
-    """The part of `slices` that shapes directions and grids (changing it reruns everything)."""
-    drop = set(SLICE_EVAL_KEYS) | {"seeds", "shards"}
-    return as_json({k: v for k, v in config["slices"].items() if k not in drop})
-
-
-def slice_eval_params():
-    """The part of `slices` that shapes evaluation (changing it reruns only the shards)."""
-    return as_json({k: config["slices"][k] for k in SLICE_EVAL_KEYS})
-
-
-def slice_shard_files(key):
-    return [f"{RES}/runs/{run}/slices/shard{i}of{SLICE_SHARDS}/{SLICE_TABLES[key]}.parquet"
-            for run in SLICE_RUNS for i in range(SLICE_SHARDS)]
-
-
-def slice_figures():
-    per_run = [f"{RES}/figures/slices/{kind}_{run}.png" for run in SLICE_RUNS
-               for kind in ("contour", "surface")]
-    return [f"{RES}/figures/slices_1d.png", f"{RES}/figures/slices_multiples.png"] + per_run
-
-
-def slice_targets():
-    if not SLICE_RUNS:
-        return []
-    return [f"{RES}/tables/{t}.parquet" for t in (*SLICE_TABLES.values(), "pca_variance")] \
-        + slice_figures()
+# The part of `slices` that shapes directions and grids (a change reruns everything), and the
+# part that shapes evaluation (a change reruns only the shards). No `def`s here: the helpers
+# are values, so this file holds rules only.
+SLICE_PLAN_PARAMS = as_json({k: v for k, v in config["slices"].items()
+                             if k not in {*SLICE_EVAL_KEYS, "seeds", "shards"}})
+SLICE_EVAL_PARAMS = as_json({k: config["slices"][k] for k in SLICE_EVAL_KEYS})
+SLICE_SHARD_FILES = {
+    key: [f"{RES}/runs/{run}/slices/shard{i}of{SLICE_SHARDS}/{table}.parquet"
+          for run in SLICE_RUNS for i in range(SLICE_SHARDS)]
+    for key, table in SLICE_TABLES.items()
+}
+SLICE_RUN_FIGURES = {kind: [f"{RES}/figures/slices/{kind}_{run}.png" for run in SLICE_RUNS]
+                     for kind in ("contour", "surface")}
+SLICE_OUTPUTS = (
+    [f"{RES}/tables/{t}.parquet" for t in (*SLICE_TABLES.values(), "pca_variance")]
+    + [f"{RES}/figures/slices_1d.png", f"{RES}/figures/slices_multiples.png"]
+    + SLICE_RUN_FIGURES["contour"] + SLICE_RUN_FIGURES["surface"]
+)
+slice_targets = lambda: SLICE_OUTPUTS if SLICE_RUNS else []  # called by all_targets()
 
 
 rule slice_directions:
@@ -61,7 +53,7 @@ rule slice_directions:
         plan=f"{RES}/runs/{{run}}/slices/plan.pt",
         pca=f"{RES}/runs/{{run}}/slices/pca_variance.parquet",
     params:
-        slices=slice_plan_params(),
+        slices=SLICE_PLAN_PARAMS,
     conda:
         ENV
     log:
@@ -83,7 +75,7 @@ rule slice_shard:
         **{key: f"{RES}/runs/{{run}}/slices/shard{{shard}}of{{shards}}/{table}.parquet"
            for key, table in SLICE_TABLES.items()},
     params:
-        slices=slice_eval_params(),
+        slices=SLICE_EVAL_PARAMS,
         device=config["device"],
     conda:
         ENV
@@ -102,7 +94,7 @@ rule slice_shard:
 
 rule gather_slices:
     input:
-        **{key: slice_shard_files(key) for key in SLICE_TABLES},
+        **SLICE_SHARD_FILES,
         pca=expand(f"{RES}/runs/{{run}}/slices/pca_variance.parquet", run=SLICE_RUNS),
         code=src("slices_gather"),
     output:
@@ -139,27 +131,18 @@ rule plot_slices:
             category="Loss landscape",
         ),
         contours=[
-            report(
-                f"{RES}/figures/slices/contour_{run}.png",
-                caption="../report/slice_contour.rst",
-                category="Loss landscape",
-                subcategory="contours",
-            )
-            for run in SLICE_RUNS
+            report(f, caption="../report/slice_contour.rst", category="Loss landscape",
+                   subcategory="contours")
+            for f in SLICE_RUN_FIGURES["contour"]
         ],
         surfaces=[
-            report(
-                f"{RES}/figures/slices/surface_{run}.png",
-                caption="../report/slice_surface.rst",
-                category="Loss landscape",
-                subcategory="surfaces",
-            )
-            for run in SLICE_RUNS
+            report(f, caption="../report/slice_surface.rst", category="Loss landscape",
+                   subcategory="surfaces")
+            for f in SLICE_RUN_FIGURES["surface"]
         ],
     params:
         plots=as_json(config["plots"]),
         runs=" ".join(SLICE_RUNS),
-        figdir=f"{RES}/figures/slices",
     conda:
         ENV
     log:
@@ -168,4 +151,5 @@ rule plot_slices:
         "python -m landscape plot-slices --slice-1d {input.slice_1d} --slice-2d {input.slice_2d}"
         " --trajectory {input.trajectory} --pca {input.pca} --runs {input.runs}"
         " --params {params.plots:q} --curves {output.curves} --multiples {output.multiples}"
-        " --figdir {params.figdir} --run-ids {params.runs} > {log} 2>&1"
+        " --run-ids {params.runs} --contours {output.contours} --surfaces {output.surfaces}"
+        " > {log} 2>&1"
