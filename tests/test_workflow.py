@@ -183,3 +183,30 @@ def test_whole_smoke_study_is_deterministic(smoke, tmp_path):
         a, b = read_table(a_dir / name), read_table(b_dir / name)
         keep = [c for c in a.columns if c not in TIME_COLUMNS]
         assert a[keep].equals(b[keep]), name
+
+
+def test_diverged_run_is_skipped_downstream(tmp_path):
+    """A run whose loss becomes non-finite is recorded as diverged; every downstream stage skips
+    it with a visible reason and the rest of the study completes and reports."""
+    repo = copy_repo(tmp_path / "repo")
+
+    def edit(c):
+        c["study"]["lr"] = [0.05, 5.0]  # η = 5 diverges within the first epoch
+        c["study"]["batch_size"] = [64]
+
+    name = write_config(repo, "diverge.yaml", edit)
+    snakemake(repo, config=name)
+    res = results(repo)
+    runs = read_table(res / "tables/runs.parquet", "runs").set_index("run")
+    bad = "cnn_sgd_lr5_bs64_wd0_s1"
+    assert runs.loc[bad, "status"] == "diverged" and runs.loc[bad, "diverged_step"] >= 0
+    assert runs.loc["cnn_sgd_lr0.05_bs64_wd0_s1", "status"] == "ok"
+    skipped = read_table(res / "tables/skipped.parquet", "skipped")
+    assert set(skipped["run"]) == {bad}
+    assert skipped["reason"].str.contains("diverged").all()
+    for table in (res / "tables").glob("*.parquet"):
+        df = read_table(table)
+        if table.stem not in ("runs", "training", "skipped") and "run" in df.columns:
+            assert bad not in set(df["run"]), table.name
+            assert len(df), f"{table.name} is empty: the healthy run was not measured"
+    assert (res / "figures/training_curves.png").exists()
