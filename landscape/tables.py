@@ -168,7 +168,7 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("lr", "float64", "learning rate η in effect at the snapshot"),
         Col("lambda_max", "float64", "largest algebraic eigenvalue of H (Lanczos)"),
         Col("residual", "float64", "‖Hv − λv‖ of its Ritz vector"),
-        Col("converged", "bool", "residual ≤ tol·λ_max"),
+        Col("converged", "bool", "residual ≤ tol·‖H‖ (‖H‖ ≈ largest |Ritz value|)"),
         Col("n_hvp", "int64", "Hessian-vector products used"),
         Col("seconds", "float64", "wall-clock seconds for this snapshot"),
         Col("eval_loss", "float64", "mean cross-entropy over the evaluation set (eval mode)"),

@@ -201,3 +201,27 @@ def test_schemas_registered():
         assert cols[:3] == ["run", "eval_set", "eval_size"]
     assert {"two_over_lr", "eos_threshold", "lambda_max"} <= {
         c.name for c in SCHEMAS["sharpness_trajectory"]}
+
+
+def test_hessian_gather_concatenates_and_carries_skips(trained, tmp_path):
+    root, prepared, run = trained
+    _, ok = run_hessian(root, prepared, run, tag="g")
+    _, ok_sharp = run_sharpness(root, prepared, run, tag="g")
+    div = make_run(tmp_path / "div", prepared, lr=1e4)
+    _, bad = run_hessian(tmp_path, prepared, div, tag="g")
+    _, bad_sharp = run_sharpness(tmp_path, prepared, div, tag="g")
+    outs = {k: tmp_path / f"all_{k}.parquet" for k in ("eigs", "trace", "density", "sharpness")}
+    argv = ["hessian-gather"]
+    for key, pair in (("eigs", (bad["eigs"], ok["eigs"])), ("trace", (bad["trace"], ok["trace"])),
+                      ("density", (bad["density"], ok["density"])),
+                      ("sharpness", (bad_sharp, ok_sharp))):
+        argv += [f"--in-{key}", *map(str, pair), f"--out-{key}", str(outs[key])]
+    assert main(argv) == 0
+    eigs = read_table(outs["eigs"], "hessian_eigs")
+    assert set(eigs["run"]) == {"cnn_sgd_lr0.05_bs64_wd0_s1"}
+    skipped = table_meta(outs["eigs"])["skipped_runs"]
+    assert [s["run"] for s in skipped] == ["cnn_sgd_lr10000_bs64_wd0_s1"]
+    assert skipped[0]["stage"] == "hessian" and "diverged" in skipped[0]["reason"]
+    sharp = read_table(outs["sharpness"], "sharpness_trajectory")
+    assert sharp["run"].tolist() == sorted(sharp["run"])  # both runs, sorted by run then step
+    assert "skipped_runs" not in table_meta(outs["sharpness"])  # the diverged run was measured

@@ -44,7 +44,7 @@ class DensityOptions:
     points (``n_starts`` = 0 skips the density)."""
 
     n_starts: int = 3
-    n_steps: int = 16
+    n_steps: int = 12
     sigma_rel: float = 0.01
     grid_size: int = 400
 
@@ -77,7 +77,7 @@ class CurvatureOptions:
     max_cache_mb: float = 1024.0
     seed: int = 0
     eigs: EigOptions = field(default_factory=EigOptions)
-    trace: dict = field(default_factory=lambda: {"hutchinson": 16, "hutchpp": 15})
+    trace: dict = field(default_factory=lambda: {"hutchinson": 12, "hutchpp": 12})
     density: DensityOptions = field(default_factory=DensityOptions)
     sharpness: SharpnessOptions = field(default_factory=SharpnessOptions)
 

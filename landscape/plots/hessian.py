@@ -168,7 +168,7 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
         ax.set_ylabel("λ_max")
         ax.set_title(f"{opt} η={lr:g}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
     fig.suptitle(f"Sharpness along training on {df['eval_set'].iloc[0]}", fontsize=10)
     _skipped_note(fig, runs, df["run"].unique())
     fig.tight_layout()

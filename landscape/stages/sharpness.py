@@ -48,7 +48,7 @@ def run(args) -> None:
     keep = [i for i, s in enumerate(snaps["states"]) if _finite(s)]
     if not keep:
         write_skipped({"sharpness_trajectory": args.out}, NAME,
-                      f"run {meta['run']}: no snapshot has finite parameters")
+                      f"run {meta['run']} has no snapshot with finite parameters")
         return
     model = build_model(cfg.model, **cfg.model_options).to(dev).eval()
     x, y, eval_set, eval_size = eval_tensors(args.data, params, dev)

@@ -1,7 +1,7 @@
 # Curvature (issue 3): Hessian of the mean loss over an evaluation set, model in eval mode.
 #   hessian   (per run) checkpoint -> hessian/{run}/{eigs,trace,density}.parquet
 #   sharpness (per run) snapshots  -> hessian/{run}/sharpness.parquet
-#   gather_hessian                 -> tables/hessian_{eigs,trace,density}, sharpness_trajectory
+#   gather_hessian (one job)       -> tables/hessian_{eigs,trace,density}, sharpness_trajectory
 #   plot_hessian                   -> figures/hessian_{density,generalisation,sharpness}.png
 # The two per-run rules get only the config slice they use, so changing `hessian.sharpness`
 # reruns only the sharpness jobs and changing `hessian.eigs/trace/density` only the hessian jobs.
@@ -11,7 +11,6 @@ HESSIAN_TABLES = {
     "density": "hessian_density",
     "sharpness": "sharpness_trajectory",
 }
-HESSIAN_PART = {table: part for part, table in HESSIAN_TABLES.items()}
 # The config slices the per-run rules depend on (values, not functions: this file holds rules).
 _HESSIAN_COMMON = ["eval_split", "eval_size", "eval_seed", "batch_size", "hvp_method",
                    "max_cache_mb", "seed"]
@@ -75,21 +74,20 @@ rule sharpness:
 
 rule gather_hessian:
     input:
-        parts=lambda w: expand(f"{RES}/hessian/{{run}}/{HESSIAN_PART[w.table]}.parquet", run=RUNS),
-        code=src("gather"),
+        **{part: expand(f"{RES}/hessian/{{run}}/{part}.parquet", run=RUNS)
+           for part in HESSIAN_TABLES},
+        code=src("hessian_gather"),
     output:
-        f"{RES}/tables/{{table}}.parquet",
-    wildcard_constraints:
-        table="|".join(HESSIAN_TABLES.values()),
-    params:
-        sort=lambda w: "run step" if w.table == "sharpness_trajectory" else "run",
+        **{part: f"{RES}/tables/{table}.parquet" for part, table in HESSIAN_TABLES.items()},
     conda:
         ENV
     log:
-        f"{RES}/logs/gather_{{table}}.log",
+        f"{RES}/logs/gather_hessian.log",
     shell:
-        "python -m landscape gather --table {wildcards.table} --sort {params.sort}"
-        " --out {output} {input.parts} > {log} 2>&1"
+        "python -m landscape hessian-gather --in-eigs {input.eigs} --in-trace {input.trace}"
+        " --in-density {input.density} --in-sharpness {input.sharpness}"
+        " --out-eigs {output.eigs} --out-trace {output.trace} --out-density {output.density}"
+        " --out-sharpness {output.sharpness} > {log} 2>&1"
 
 
 rule plot_hessian:
