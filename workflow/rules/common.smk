@@ -46,5 +46,6 @@ def all_targets():
         f"{RES}/tables/runs.parquet",
         f"{RES}/figures/training_curves.png",
         f"{RES}/figures/final_vs_hparams.png",
+        f"{RES}/tables/skipped.parquet",
     ]
     return targets + hessian_targets() + slice_targets()
