@@ -12,10 +12,15 @@ Three ways to compute a product (``method``):
 
 - ``"cached"``: reverse-over-reverse with the gradient graph of every mini-batch built once and
   kept (Pearlmutter 1994 via double backward, as PyHessian does for one batch). Each product is then
-  one backward pass through the stored graph (~1.3× a gradient); memory is held constant across
+  one backward pass through the stored graph (~1.5–1.7× a gradient); memory is constant across
   products and grows with N, so it is chosen only when the estimated graph fits ``max_cache_mb``.
-- ``"rev-rev"``: forward, ``create_graph`` backward and a second backward per batch and product.
-- ``"fwd-rev"``: ``torch.func.jvp`` of ``torch.func.grad`` per batch and product.
+- ``"rev-rev"``: forward, ``create_graph`` backward and a second backward per batch and product
+  (~2.6× a gradient).
+- ``"fwd-rev"``: ``torch.func.jvp`` of ``torch.func.grad`` per batch and product (~2.8×, and
+  about twice the memory of rev-rev).
+
+Mini-batches of ~128 samples are faster than one large batch on CPU even when cached (large
+temporary buffers are returned to the OS and page-faulted in again on every product).
 
 ``"auto"`` picks ``cached`` when it fits, else ``rev-rev`` (the faster recomputing method on CPU in
 ``bench/bench_hessian.py``). Memory of the recomputing methods is flat in N (one batch at a time).
