@@ -1,7 +1,8 @@
 """Command-line entry: ``python -m landscape <stage> ...`` (also the ``landscape`` script).
 
-Each module in ``landscape.stages`` is one stage; it defines ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args)``. Stages are discovered automatically.
+Each module in ``landscape.stages`` is one stage; it defines ``NAME`` (the module name with
+``-`` for ``_``), ``HELP``, ``add_arguments(parser)`` and ``run(args)``. Only the requested
+stage's module is imported, so a job pays for the imports its stage needs and no more.
 """
 
 from __future__ import annotations
@@ -11,22 +12,28 @@ import importlib
 import pkgutil
 import sys
 
-import torch
-
 from . import stages
 
 
-def _stage_modules():
-    for info in sorted(pkgutil.iter_modules(stages.__path__), key=lambda i: i.name):
-        if not info.name.startswith("_"):
-            yield importlib.import_module(f"{stages.__name__}.{info.name}")
+def stage_names() -> dict[str, str]:
+    """Command name → module name of every stage."""
+    return {info.name.replace("_", "-"): info.name
+            for info in pkgutil.iter_modules(stages.__path__) if not info.name.startswith("_")}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _load(module: str):
+    return importlib.import_module(f"{stages.__name__}.{module}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every stage, or for stage ``only`` (which imports only that module)."""
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for mod in _stage_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+    for name, module in sorted(stage_names().items()):
+        if only is not None and name != only:
+            continue
+        mod = _load(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         p.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: torch's choice)")
         mod.add_arguments(p)
@@ -35,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    only = argv[0] if argv and argv[0] in stage_names() else None
+    args = build_parser(only).parse_args(argv)
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     try:
         args.func(args)

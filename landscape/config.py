@@ -84,8 +84,9 @@ def _one_line(err: jsonschema.ValidationError, schema: dict) -> str:
         return f"unknown key {where}; allowed keys here are {allowed}"
     if err.validator == "required":
         missing = [k for k in err.schema["required"] if k not in err.instance]
-        return f"{_key(list(err.absolute_path) + [missing[0]])} is missing; it is required " \
-               f"({_subschema(schema, list(err.absolute_path) + [missing[0]]).get('description', '')})"
+        where = list(err.absolute_path) + [missing[0]]
+        desc = _subschema(schema, where).get("description", "")
+        return f"{_key(where)} is missing; it is required ({desc})"
     desc = _subschema(schema, err.absolute_path).get("description", "")
     return (f"{_key(err.absolute_path)} = {json.dumps(err.instance)} is not allowed: expected "
             f"{_allowed(err)}" + (f" ({desc})" if desc else ""))
@@ -125,5 +126,6 @@ def load(path: str | Path, schema_path: str | Path | None = None) -> dict:
     with open(path) as fh:
         cfg = yaml.safe_load(fh) or {}
     if not isinstance(cfg, dict):
-        raise ConfigError(f"config error: {path} must hold a mapping of keys, got {type(cfg).__name__}")
+        raise ConfigError(f"config error: {path} must hold a mapping of keys, "
+                          f"got {type(cfg).__name__}")
     return validate(cfg, schema_path)

@@ -1,8 +1,8 @@
 """Find, verify and load Fashion-MNIST as in-memory tensors.
 
 Search order (``find_raw_files``): an explicit ``root`` (IDX files, ``.gz`` or not, directly in it
-or in ``FashionMNIST/raw``), then the Debian package directory ``/usr/share/datasets/fashion-mnist``,
-then a torchvision download (only when ``download=True``).
+or in ``FashionMNIST/raw``), then the Debian package directory
+``/usr/share/datasets/fashion-mnist``, then a torchvision download (only when ``download=True``).
 
 ``prepare`` verifies shapes (60000/10000 × 28 × 28), label range and per-class counts, optionally
 draws stratified seeded subsets, and returns uint8 images and int64 labels. Training and evaluation
@@ -127,7 +127,7 @@ class Split:
 
 
 def verify(name: str, images: np.ndarray, labels: np.ndarray, full: bool = True) -> None:
-    """Check shapes, label range and class balance of a split; raise DataError naming the problem."""
+    """Check shapes, label range and class balance of a split; raise DataError if wrong."""
     n = EXPECTED[name]
     if full and (images.shape != (n, 28, 28) or labels.shape != (n,)):
         raise DataError(f"{name} split has images {images.shape} and labels {labels.shape}; "
@@ -156,7 +156,8 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torc
     quotas = [size * len(ix) // n for ix in per_class]
     for i in range(size - sum(quotas)):
         quotas[i % len(quotas)] += 1
-    chosen = [ix[torch.randperm(len(ix), generator=g)[:q]] for ix, q in zip(per_class, quotas)]
+    chosen = [ix[torch.randperm(len(ix), generator=g)[:q]]
+              for ix, q in zip(per_class, quotas, strict=True)]
     return torch.sort(torch.cat(chosen)).values
 
 

@@ -35,5 +35,6 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise RuntimeError("device: cuda was requested but torch.cuda.is_available() is False; "
                            "use device: auto or cpu.")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"Unknown device {device!r}. Supported devices are ['auto', 'cpu', 'cuda'].")
+        raise ValueError(f"Unknown device {device!r}. "
+                         "Supported devices are ['auto', 'cpu', 'cuda'].")
     return torch.device(device)

@@ -11,10 +11,8 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import torch
 
 
 @contextlib.contextmanager
@@ -37,12 +35,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def tensor_digest(obj, h=None) -> str:
     """SHA-256 over a nested structure of tensors, numbers and strings (order-sensitive)."""
+    import torch  # imported here: table-only stages need not pay for importing torch
+
     top = h is None
     h = h or hashlib.sha256()
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): a 0-d tensor (e.g. Adam's step counter) cannot be viewed as bytes
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     elif isinstance(obj, dict):
         for k in obj:
             h.update(repr(k).encode())
@@ -62,6 +63,8 @@ class IntegrityError(RuntimeError):
 
 def save_verified(path: str | Path, payload: dict) -> None:
     """torch.save ``payload`` atomically with a SHA-256 of its content."""
+    import torch
+
     blob = dict(payload)
     blob["sha256"] = tensor_digest(payload)
     buf = io.BytesIO()  # saving to a buffer keeps the bytes independent of the file name
@@ -73,6 +76,8 @@ def save_verified(path: str | Path, payload: dict) -> None:
 def load_verified(path: str | Path, what: str = "file", remedy: str = "delete it and rerun "
                   "the stage that makes it") -> dict:
     """Load a file written by ``save_verified``; raise IntegrityError naming it if damaged."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise IntegrityError(f"{path}: {what} not found; {remedy}.")

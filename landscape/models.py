@@ -8,7 +8,7 @@ compare with it; ``cnn`` is a lighter two-block CNN with a ``width``; ``cnn_bn``
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

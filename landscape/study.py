@@ -8,10 +8,10 @@ Snakemake does not notice edits to imported Python code, so every rule declares 
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import sys
-import itertools
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .train import run_id
@@ -64,7 +64,7 @@ def _imports(path: Path, module: str) -> set[str]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def sources(*modules: str) -> tuple[str, ...]:
     """Absolute paths of the landscape source files that ``modules`` import, transitively.
 

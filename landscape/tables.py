@@ -59,7 +59,8 @@ SCHEMAS: dict[str, list[Col]] = {
     ],
     "runs": RUN_HPARAMS + [
         Col("status", "string", "ok or diverged"),
-        Col("diverged_step", "int64", "optimiser step where the loss became non-finite (-1: never)"),
+        Col("diverged_step", "int64",
+            "optimiser step where the loss became non-finite (-1: never)"),
         Col("epochs", "int64", "epochs completed"),
         Col("n_params", "int64", "trainable parameters"),
         Col("train_loss", "float64", "final training loss"),
@@ -220,7 +221,8 @@ def _digest(table: pa.Table) -> str:
     return h.hexdigest()
 
 
-def write_table(df: pd.DataFrame, name: str, path: str | Path, extra_meta: dict | None = None) -> None:
+def write_table(df: pd.DataFrame, name: str, path: str | Path,
+                extra_meta: dict | None = None) -> None:
     """Validate ``df`` against schema ``name`` and write it atomically to ``path``."""
     table = _coerce(df.reset_index(drop=True), name)
     meta = {"landscape.table": name, "landscape.schema_version": str(SCHEMA_VERSION),

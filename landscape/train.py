@@ -176,7 +176,8 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
         except IntegrityError as exc:
             print(f"ignoring unusable resume state: {exc}")
             st = None
-        if st is not None and st["config_digest"] == cfg.digest() and st["fingerprint"] == fingerprint:
+        same = st is not None and st["config_digest"] == cfg.digest()
+        if same and st["fingerprint"] == fingerprint:
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
             torch.set_rng_state(st["torch_rng"])

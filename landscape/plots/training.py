@@ -17,7 +17,7 @@ def training_curves(training: pd.DataFrame) -> plt.Figure:
     for i, cfg in configs.iterrows():
         sel = (training[GROUP] == cfg.values).all(axis=1)
         colour = cmap(i % cmap.N)
-        for j, (seed, g) in enumerate(training[sel].groupby("seed")):
+        for j, (_seed, g) in enumerate(training[sel].groupby("seed")):
             g = g.sort_values("epoch")
             label = (f"{cfg['model']} {cfg['optimizer']} η={cfg['lr']:g} B={cfg['batch_size']}"
                      + (f" wd={cfg['weight_decay']:g}" if cfg["weight_decay"] else "")
@@ -50,12 +50,12 @@ def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
     for i, (k, g) in enumerate(ok.groupby(keys)):
         colour = plt.get_cmap("tab10")(i % 10)
         label = f"{k[0]} {k[1]} η={k[2]:g}"
-        for ax, col in zip(axes, ["test_acc", "gap_loss", "gap_error"]):
+        for ax, col in zip(axes, ["test_acc", "gap_loss", "gap_error"], strict=False):
             ax.scatter(g["batch_size"], g[col], color=colour, s=18, alpha=0.7)
             mean = g.groupby("batch_size")[col].mean()
             ax.plot(mean.index, mean.values, "-o", color=colour, label=label, ms=4)
     for ax, title in zip(axes, ["final test accuracy", "gap: test − train loss",
-                                "gap: test − train error"]):
+                                "gap: test − train error"], strict=False):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(ok["batch_size"].unique()))
         ax.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())

@@ -48,7 +48,7 @@ rule slice_directions:
     input:
         checkpoint=f"{RES}/runs/{{run}}/checkpoint.pt",
         snapshots=f"{RES}/runs/{{run}}/snapshots.pt",
-        code=src("slices_directions"),
+        code=src("slice_directions"),
     output:
         plan=f"{RES}/runs/{{run}}/slices/plan.pt",
         pca=f"{RES}/runs/{{run}}/slices/pca_variance.parquet",

@@ -1,0 +1,31 @@
+"""The command line: every stage is reachable and named after its module."""
+
+import subprocess
+import sys
+
+from landscape import cli
+
+
+def test_every_stage_named_after_its_module():
+    for name, module in cli.stage_names().items():
+        assert cli._load(module).NAME == name
+
+
+def test_help_lists_every_stage():
+    out = subprocess.run([sys.executable, "-m", "landscape", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for name in cli.stage_names():
+        assert name in out
+
+
+def test_a_stage_imports_only_its_own_module():
+    code = ("import sys; from landscape.cli import build_parser; build_parser('gather'); "
+            "print(sorted(m for m in sys.modules if m.startswith('landscape.stages.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['landscape.stages._common', 'landscape.stages.gather']" or \
+        out.strip() == "['landscape.stages.gather']"
+    assert "matplotlib" not in subprocess.run(
+        [sys.executable, "-c", "import sys; from landscape.cli import build_parser; "
+         "build_parser('gather'); print([m for m in sys.modules if 'matplotlib' in m])"],
+        capture_output=True, text=True, check=True).stdout.replace("[]", "")
