@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (RuntimeError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (RuntimeError, ValueError, KeyError, FileNotFoundError, ArithmeticError) as exc:
         print(f"landscape {args.stage}: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -387,6 +387,10 @@ def evaluate_points(evaluator: PointEvaluator, plan: SlicePlan, start: int = 0,
         terms = [(bank[name], c) for name, c in pt["terms"]]
         bufs = None if pt["buffers"] is None else plan.bank_buffers[pt["buffers"]]
         for split, (loss, acc) in evaluator.at(base, terms, bufs).items():
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite {split} loss {loss} at slice point "
+                    f"{ {k: pt[k] for k in ('alpha', 'beta') if k in pt} }; refusing to write it")
             rows.append({**pt, "split": split, "loss": loss, "accuracy": acc})
     return rows
 

@@ -334,3 +334,19 @@ def test_lanczos_argument_errors():
         lanczos_eigs(lambda v: v, 5, k=0)
     with pytest.raises(ValueError, match="tol must be > 0"):
         lanczos_eigs(lambda v: v, 5, tol=0.0)
+
+
+def test_guards_train_mode_and_non_finite(problem):
+    """The operator refuses a model switched back to train mode, and non-finite products."""
+    model, x, y, _, _ = problem
+    op = HessianOperator(model, x, y, batch_size=16)
+    v = torch.ones(op.dim, dtype=torch.float64)
+    model.train()
+    try:
+        with pytest.raises(RuntimeError, match="train mode"):
+            op.matvec(v)
+    finally:
+        model.eval()
+    bad = HessianOperator(model, torch.full_like(x, float("nan")), y, batch_size=16)
+    with pytest.raises(FloatingPointError, match="non-finite Hessian-vector product"):
+        bad.matvec(v)

@@ -317,3 +317,12 @@ def test_rows_fit_the_table_schemas(tmp_path, data):
     assert len(tables["slice_1d"]) == 30 and len(tables["slice_2d"]) == 50
     assert isinstance(tables["trajectory_projection"], pd.DataFrame)
     assert len(tables["trajectory_projection"]) == 0
+
+
+def test_non_finite_loss_at_a_point_is_refused(data):
+    model = tiny_model("cnn")
+    plan, _ = _plan(model)
+    nan_data = {k: (torch.full_like(x, float("nan")), y) for k, (x, y) in data.items()}
+    with PointEvaluator(model, nan_data, 48) as ev:
+        with pytest.raises(FloatingPointError, match="non-finite .* loss .* slice point"):
+            evaluate_points(ev, plan)

@@ -152,6 +152,16 @@ class HessianOperator:
         """H v for a flat vector v [dim] (any float dtype); returns float64 [dim] on the device."""
         if v.shape != (self.dim,):
             raise ValueError(f"vector has shape {tuple(v.shape)}; expected ({self.dim},)")
+        if self.model.training:
+            raise RuntimeError("the model was put back in train mode; the Hessian is defined in "
+                               "eval mode (BatchNorm running statistics, no dropout)")
+        out = self._matvec(v)
+        if not bool(torch.isfinite(out).all()):
+            raise FloatingPointError(f"non-finite Hessian-vector product (product {self.n_hvp}); "
+                                     "the weights or the evaluation set give inf/NaN curvature")
+        return out
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
         vs = self._unflatten(v)
         self.n_hvp += 1
         out = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
