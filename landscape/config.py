@@ -93,7 +93,16 @@ def _one_line(err: jsonschema.ValidationError, schema: dict) -> str:
 
 
 def _cross_checks(cfg: dict) -> None:
-    """Rules that involve several keys."""
+    """Rules that involve several keys, or that the schema cannot express."""
+    if "slices" in cfg:
+        from .slices import SliceSpec, select_runs  # local: keeps schema validation light
+        from .study import study_runs
+
+        try:
+            SliceSpec.from_config(cfg["slices"])  # odd grid sizes, ranges, ...
+            select_runs(study_runs(cfg), cfg["slices"].get("seeds"), cfg["study"]["seed"])
+        except ValueError as exc:
+            raise ConfigError(f"config error: {exc}") from None
     study = cfg.get("study", {})
     tr = cfg.get("data", {}).get("train_size")
     for bs in study.get("batch_size", []):

@@ -65,6 +65,18 @@ BAD = [
     ("plots.dpi", 10, "plots.dpi = 10"),
     ("epochs", 3, "unknown key epochs"),
     ("results_dir", "", "results_dir = \"\""),
+    ("slices.points_2d", 0, "slices.points_2d = 0"),
+    ("slices.points_2d", 4, "slices.points_2d"),
+    ("slices.points_1d", 0, "slices.points_1d = 0"),
+    ("slices.shards", 0, "slices.shards = 0"),
+    ("slices.planes", ["hexagon"], "one of ['random', 'pca']"),
+    ("slices.normalization", "batch", "slices.normalization = \"batch\""),
+    ("slices.seeds", [99], "slices.seeds = [99]"),
+    ("hessian.eval_size", 0, "hessian.eval_size = 0"),
+    ("hessian.eigs.top_k", 0, "hessian.eigs.top_k = 0"),
+    ("hessian.hvp_method", "magic", "hessian.hvp_method = \"magic\""),
+    ("hessian.eval_split", "valid", "one of ['train', 'test']"),
+    ("hessian.eigs.topk", 3, "unknown key hessian.eigs.topk"),
 ]
 
 
