@@ -214,3 +214,12 @@ def test_diverged_run_is_skipped_downstream(tmp_path):
             assert bad not in set(df["run"]), table.name
             assert len(df), f"{table.name} is empty: the healthy run was not measured"
     assert (res / "figures/training_curves.png").exists()
+
+
+def test_report_is_built(smoke):
+    out = snakemake(smoke, "--report", "report.html")
+    assert "Report created" in out.stdout + out.stderr
+    html = (smoke / "report.html").read_text(errors="replace")
+    assert "Study grid: models cnn" in html  # the templated description rendered
+    for fig in ("training_curves.png", "hessian_density.png", "slices_1d.png"):
+        assert fig in html
