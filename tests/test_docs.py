@@ -18,3 +18,14 @@ def test_readme_reference_is_current():
     for what in ("config", "tables"):
         assert block(text, what) == generated(what), \
             f"README {what} block is stale: run `python -m landscape docs readme`"
+
+
+def test_environment_yml_lists_the_core_packages():
+    import yaml
+
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    deps = " ".join(d for d in env["dependencies"] if isinstance(d, str))
+    for pkg in ("python=3.11", "pytorch", "torchvision", "snakemake", "pandas", "pyarrow",
+                "matplotlib", "numpy", "scipy"):
+        assert pkg in deps, pkg
+    assert any(isinstance(d, dict) and "-e ." in d.get("pip", []) for d in env["dependencies"])
