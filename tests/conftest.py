@@ -64,3 +64,12 @@ def tiny_splits() -> tuple[Split, Split]:
 @pytest.fixture
 def prepared_file(tmp_path) -> Path:
     return write_prepared(tmp_path / "data.pt")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two shared cores: torch's default threads make tiny forward passes 3-5× slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

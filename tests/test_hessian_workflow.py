@@ -7,7 +7,6 @@ repository, then asks dry runs what each change would rerun.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from landscape.tables import read_table, table_meta
 
-from .test_workflow import SNAKEMAKE, copy_repo, results, write_config
+from .test_workflow import SNAKEMAKE, copy_repo, job_counts, results, write_config
 
 pytestmark = pytest.mark.slow
 TABLES = ["hessian_eigs", "hessian_trace", "hessian_density", "sharpness_trajectory"]
@@ -41,11 +40,7 @@ def snakemake(repo: Path, *args: str, config: str = "tests/smoke.yaml"):
 
 def planned(repo: Path, config: str = "tests/smoke.yaml") -> set[str]:
     out = snakemake(repo, "-n", "--quiet", "rules", config=config)
-    text = out.stdout + out.stderr
-    m = re.search(r"Job stats:\n(.*?)\n\s*total", text, re.S)
-    if not m:
-        return set()
-    return {line.split()[0] for line in m.group(1).splitlines()[2:]}
+    return set(job_counts(out.stdout + out.stderr))
 
 
 @pytest.fixture(scope="module")

@@ -38,13 +38,7 @@ META = {"config": {"model": "cnn", "model_options": {"width": 2, "hidden": 8}},
         "run": "cnn_sgd_lr0.1_bs32_wd0_s1", "status": "ok"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: torch's default threads make these tiny forward passes 3-5× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(name: str = "cnn", seed: int = 0) -> nn.Module:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from landscape.checkpoints import load_model
 from landscape.cli import main
@@ -25,13 +24,7 @@ PARAMS = {"points_1d": 5, "points_2d": 5, "train_size": 200, "test_size": 100, "
 TABLES = {"1d": "slice_1d", "2d": "slice_2d", "trajectory": "trajectory_projection"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: torch's default threads make these tiny forward passes 3-5× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

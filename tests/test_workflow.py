@@ -50,15 +50,17 @@ def snakemake(repo: Path, *args: str, config: str = "tests/smoke.yaml", check: b
 def planned(repo: Path, config: str = "tests/smoke.yaml") -> dict[str, int]:
     """Rules (and job counts) a dry run would execute."""
     out = snakemake(repo, "-n", "--quiet", "rules", config=config)
-    text = out.stdout + out.stderr
-    jobs = {}
+    return job_counts(out.stdout + out.stderr)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Rules and job counts from Snakemake's "Job stats" table (without `all`); {} if none."""
     m = re.search(r"Job stats:\n(.*?)\n\s*total", text, re.S)
     if not m:
-        assert "Nothing to be done" in text or "nothing to be done" in text.lower(), text
+        assert "nothing to be done" in text.lower(), text
         return {}
-    for line in m.group(1).splitlines()[2:]:
-        name, count = line.split()
-        jobs[name] = int(count)
+    jobs = {name: int(count) for name, count in
+            (line.split() for line in m.group(1).splitlines()[2:])}
     jobs.pop("all", None)
     return jobs
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from ..tables import empty, write_table
 
 
@@ -20,7 +18,3 @@ def write_skipped(outputs: dict[str, str], stage: str, reason: str) -> None:
     for name, path in outputs.items():
         write_table(empty(name), name, path, extra_meta={"skipped": reason, "stage": stage})
     print(f"{stage}: skipped: {reason}")
-
-
-def frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows)
