@@ -1,0 +1,223 @@
+"""Rank correlation between a measure and the generalisation gap over the runs of a study.
+
+Jiang, Neyshabur, Mobahi, Krishnan & Bengio (2020), "Fantastic generalization measures and where
+to find them", Sec. 4 and 5:
+
+* **Kendall's τ** over all runs between a measure μ and the gap g (e.g. train − test accuracy,
+  or test − train loss). We use τ_b (``scipy.stats.kendalltau``'s default), which equals the
+  paper's τ when there are no ties and corrects the denominator for ties. τ is for the measure as
+  given: a complexity measure that predicts a larger gap has τ > 0; negate a "robustness" measure
+  (larger = flatter) to read it the same way.
+* **Granulated τ, Ψ** (their Eq. 4): for each hyper-parameter h of ``hparams``, the runs are
+  grouped by the values of all the *other* hyper-parameters (and of the ``fixed`` columns, e.g.
+  the seed, when given); in each group where h takes at least two values, τ is computed over the
+  group's runs; ψ_h is the mean over those groups, and Ψ the mean of ψ_h over the
+  hyper-parameters that have at least one group. Ψ asks whether μ tracks the gap when *one*
+  hyper-parameter changes at a time, which the overall τ can hide (a measure that only separates
+  two model families has a large τ and Ψ ≈ 0). Columns outside ``hparams`` and ``fixed`` are not
+  held fixed (with ``seed`` among neither, runs that differ only in the seed share a group).
+* **Bootstrap intervals**: runs are resampled with replacement (``n_boot`` times, seed given) and
+  the statistic recomputed; the interval is the percentile interval at ``level``.
+
+Runs whose measure or gap is NaN are dropped first (per measure).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CORRELATION_COLUMNS = ["measure", "tau", "p_value", "n", "tau_lo", "tau_hi", "psi", "psi_lo",
+                       "psi_hi", "n_groups"]
+
+
+def _valid(measure, gap) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(measure, dtype=float)
+    g = np.asarray(gap, dtype=float)
+    if m.shape != g.shape or m.ndim != 1:
+        raise ValueError(f"measure and gap must be 1-D of the same length, got {m.shape} and "
+                         f"{g.shape}")
+    ok = np.isfinite(m) & np.isfinite(g)
+    return m[ok], g[ok]
+
+
+def kendall(measure, gap) -> tuple[float, float, int]:
+    """Kendall's τ_b between ``measure`` and ``gap`` (1-D, same length; pairs with a NaN/inf in
+    either are dropped). Returns (τ in [−1, 1], two-sided p-value of τ = 0 (scipy: exact for small
+    samples without ties, else the normal approximation), n pairs used). τ and p are NaN when
+    n < 2 or either side is constant."""
+    m, g = _valid(measure, gap)
+    n = int(m.size)
+    if n < 2:
+        return math.nan, math.nan, n
+    res = stats.kendalltau(m, g)
+    return float(res.statistic), float(res.pvalue), n
+
+
+def tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's τ_b of two finite 1-D arrays by direct pair counting (O(n²) memory; the fast path
+    used inside the bootstrap): Σ sign(Δx)sign(Δy) / √(#pairs untied in x · #pairs untied in y).
+    NaN when n < 2 or either side is constant."""
+    if x.size < 2:
+        return math.nan
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    den = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
+    return float((sx * sy).sum()) / den if den > 0 else math.nan
+
+
+class _Groups:
+    """Group codes of the runs for every hyper-parameter (computed once, reused per resample)."""
+
+    def __init__(self, df: pd.DataFrame, hparams: Sequence[str], fixed: Sequence[str] = ()):
+        missing = [c for c in [*hparams, *fixed] if c not in df.columns]
+        if missing:
+            raise KeyError(f"columns {missing} are not in the runs table; it has "
+                           f"{list(df.columns)}")
+        if not hparams:
+            raise ValueError("granulated τ needs at least one hyper-parameter")
+        self.hparams = list(hparams)
+        self.group: dict[str, np.ndarray] = {}  # [runs, groups] indicator per hyper-parameter
+        self.value: dict[str, np.ndarray] = {}  # [runs, values of h] indicator
+        for h in self.hparams:
+            others = [c for c in [*self.hparams, *fixed] if c != h]
+            if others:
+                codes = df.groupby(others, dropna=False, sort=False).ngroup().to_numpy()
+            else:
+                codes = np.zeros(len(df), dtype=np.int64)
+            values = pd.factorize(df[h], use_na_sentinel=False)[0]
+            self.group[h] = (codes[:, None] == np.arange(codes.max(initial=-1) + 1)).astype(float)
+            self.value[h] = (values[:, None] == np.arange(values.max(initial=-1) + 1)).astype(float)
+
+    def psi(self, rows: np.ndarray, m: np.ndarray, g: np.ndarray
+            ) -> tuple[float, dict[str, float], dict[str, int]]:
+        """Ψ over the runs ``rows`` (indices into the table, repeats allowed; measure and gap
+        finite at those rows), with ``m``/``g`` the full measure/gap arrays.
+
+        All groups at once: with s_ij = sign(Δm)·sign(Δg) over the pairs of the selected runs
+        and G the run × group indicator, a group's τ_b numerator is (GᵀSG)_kk and its
+        denominator √((GᵀAG)_kk (GᵀBG)_kk) with A, B the untied-pair indicators (each pair is
+        counted twice in all three, which cancels)."""
+        x, y = m[rows], g[rows]
+        sx = np.sign(x[:, None] - x[None, :])
+        sy = np.sign(y[:, None] - y[None, :])
+        s, a, b = sx * sy, np.abs(sx), np.abs(sy)
+        per: dict[str, float] = {}
+        count: dict[str, int] = {}
+        for h in self.hparams:
+            ind = self.group[h][rows]                                      # [n, groups]
+            varies = ((ind.T @ self.value[h][rows]) > 0).sum(axis=1) >= 2  # ≥ 2 values of h
+            num = (ind * (s @ ind)).sum(axis=0)
+            den = np.sqrt((ind * (a @ ind)).sum(axis=0) * (ind * (b @ ind)).sum(axis=0))
+            ok = varies & (den > 0)
+            taus = num[ok] / den[ok]
+            per[h] = float(taus.mean()) if taus.size else math.nan
+            count[h] = int(taus.size)
+        used = [v for v in per.values() if math.isfinite(v)]
+        return (float(np.mean(used)) if used else math.nan), per, count
+
+
+def granulated_tau(df: pd.DataFrame, measure: str, gap: str, hparams: Sequence[str],
+                   fixed: Sequence[str] = ()) -> tuple[float, dict[str, float], dict[str, int]]:
+    """Jiang et al.'s granulated Kendall coefficient Ψ of column ``measure`` against column
+    ``gap`` over the runs (rows) of ``df`` (module docstring).
+
+    A group counts when it has ≥ 2 runs (after dropping NaN measure/gap), ≥ 2 distinct values of
+    the hyper-parameter, and a defined τ (neither side constant). Returns (Ψ, {h: ψ_h},
+    {h: number of groups averaged}); ψ_h is NaN for a hyper-parameter without groups, and Ψ NaN
+    when no hyper-parameter has one.
+    """
+    groups = _Groups(df, hparams, fixed)
+    m = df[measure].to_numpy(dtype=float)
+    g = df[gap].to_numpy(dtype=float)
+    rows = np.nonzero(np.isfinite(m) & np.isfinite(g))[0]
+    return groups.psi(rows, m, g)
+
+
+def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, n] row indices drawn with replacement by ``numpy.random.default_rng(seed)``."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot = {n_boot} is not allowed: expected ≥ 1")
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def percentile_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite ``values`` at ``level`` ((NaN, NaN) if none)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level = {level} is not allowed: expected 0 < level < 1")
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.quantile(v, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(df: pd.DataFrame, fn: Callable[[pd.DataFrame], float], n_boot: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the statistic ``fn(runs) -> float`` at ``level``,
+    resampling the rows (runs) of ``df`` with replacement ``n_boot`` times
+    (``resample_indices(len(df), n_boot, seed)``). Resamples where ``fn`` is not finite are left
+    out. Returns (lo, hi)."""
+    idx = resample_indices(len(df), n_boot, seed)
+    return percentile_interval([fn(df.iloc[r]) for r in idx], level)
+
+
+def correlations(runs_df: pd.DataFrame, measures: Sequence[str], gap_col: str,
+                 hparams: Sequence[str], n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95, fixed: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per measure: how it ranks the runs' generalisation gap.
+
+    ``runs_df``: one row per run with the measure columns, ``gap_col`` and the ``hparams``
+    columns. Columns of the result:
+
+    - ``measure`` (str): the measure's column name
+    - ``tau``, ``p_value``, ``n``: ``kendall`` over all runs with finite measure and gap
+    - ``tau_lo``, ``tau_hi``: bootstrap percentile interval of τ at ``level`` (runs resampled)
+    - ``psi``: granulated τ Ψ (``granulated_tau`` with ``hparams``, ``fixed``)
+    - ``psi_lo``, ``psi_hi``: bootstrap interval of Ψ (same resamples as τ)
+    - ``n_groups`` (int): groups averaged in Ψ, summed over the hyper-parameters
+
+    Every measure is bootstrapped on the same resamples of the runs (paired), equal to
+    ``bootstrap_ci(runs_df, fn, n_boot, seed, level)`` with ``fn`` the statistic (τ computed by
+    ``tau_b``, which equals scipy's τ_b up to rounding).
+    """
+    groups = _Groups(runs_df, hparams, fixed)
+    idx = resample_indices(len(runs_df), n_boot, seed)
+    g = runs_df[gap_col].to_numpy(dtype=float)
+    rows = []
+    for name in measures:
+        m = runs_df[name].to_numpy(dtype=float)
+        ok = np.isfinite(m) & np.isfinite(g)
+        tau, p, n = kendall(m, g)
+        psi, _, count = groups.psi(np.nonzero(ok)[0], m, g)
+        boot_tau, boot_psi = [], []
+        for r in idx:
+            sel = r[ok[r]]
+            boot_tau.append(tau_b(m[sel], g[sel]))
+            boot_psi.append(groups.psi(sel, m, g)[0])
+        tau_lo, tau_hi = percentile_interval(boot_tau, level)
+        psi_lo, psi_hi = percentile_interval(boot_psi, level)
+        rows.append({"measure": name, "tau": tau, "p_value": p, "n": n, "tau_lo": tau_lo,
+                     "tau_hi": tau_hi, "psi": psi, "psi_lo": psi_lo, "psi_hi": psi_hi,
+                     "n_groups": int(sum(count.values()))})
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+def granulated_table(runs_df: pd.DataFrame, measures: Sequence[str], gap_col: str,
+                     hparams: Sequence[str], fixed: Sequence[str] = ()) -> pd.DataFrame:
+    """ψ per measure and hyper-parameter (long form): columns measure, hparam, psi (ψ_h, NaN
+    without groups), n_groups (groups averaged)."""
+    groups = _Groups(runs_df, hparams, fixed)
+    g = runs_df[gap_col].to_numpy(dtype=float)
+    rows = []
+    for name in measures:
+        m = runs_df[name].to_numpy(dtype=float)
+        _, per, count = groups.psi(np.nonzero(np.isfinite(m) & np.isfinite(g))[0], m, g)
+        rows += [{"measure": name, "hparam": h, "psi": per[h], "n_groups": count[h]}
+                 for h in hparams]
+    return pd.DataFrame(rows, columns=["measure", "hparam", "psi", "n_groups"])
