@@ -255,7 +255,7 @@ def test_path_endpoints_reproduce_both_checkpoints_exactly(name, data):
     ref_a, ref_b = evaluate(ma, xc, y, 64), evaluate(mb, xc, y, 64)
     bend = {k: (v + 0.1 if v.is_floating_point() else v) for k, v in sa.items()}
     paths = [LinearPath.from_states(model, sa, sb), BezierPath.from_states(model, sa, bend, sb),
-             lambda t: linear_point(sa, sb, t)]
+             lambda t: linear_point(sa, sb, t), [linear_point(sa, sb, t) for t in (0, .5, 1)]]
     for path in paths:
         frame = evaluate_path(model, path, [0.0, 0.5, 1.0], {"train": (xc, y)}, batch_size=64)
         assert list(frame.columns) == ["t", "split", "loss", "accuracy", "bn_recomputed"]

@@ -13,6 +13,7 @@ never read configuration files or paths.
 """
 
 from .alignment import (
+    Axis,
     PermutationSpec,
     align,
     apply_permutation,
@@ -37,6 +38,7 @@ from .paths import (
 from .spawn import child_order_seeds, pick_snapshot, spawn_children, train_child
 
 __all__ = [
+    "Axis",
     "BezierPath",
     "LinearPath",
     "PermutationSpec",

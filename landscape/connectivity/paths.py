@@ -244,8 +244,9 @@ def evaluate_path(model: nn.Module, path: PathLike, ts: Sequence[float],
     on return (``PointEvaluator``).
 
     Returns a DataFrame with one row per (t, split): ``t`` (float), ``split``, ``loss`` (mean
-    cross-entropy, nats), ``accuracy`` (fraction), ``bn_recomputed`` (bool). Non-finite losses
-    are kept as they are.
+    cross-entropy, nats), ``accuracy`` (fraction), ``bn_recomputed`` (bool: the model has
+    BatchNorm and ``bn_data`` was given; ``bn_data`` is ignored for models without BatchNorm).
+    Non-finite losses are kept as they are.
     """
     ts = [float(t) for t in ts]
     bn = has_batchnorm(model)
