@@ -20,6 +20,20 @@ to find them", Sec. 4 and 5:
   the statistic recomputed; the interval is the percentile interval at ``level``.
 
 Runs whose measure or gap is NaN are dropped first (per measure).
+
+Example (run as a doctest by tests/test_generalisation.py): four runs on a 2 × 2 grid; the measure
+follows the gap when lr changes at bs = 32 only, and always when bs changes::
+
+    >>> import pandas as pd
+    >>> runs = pd.DataFrame({"lr": [0.1, 0.2, 0.1, 0.2], "bs": [32, 32, 128, 128],
+    ...                      "mu": [1.0, 2.0, 4.0, 3.0], "gap": [0.1, 0.2, 0.3, 0.4]})
+    >>> round(kendall(runs["mu"], runs["gap"])[0], 12)  # 5 concordant, 1 discordant: (5 − 1)/6
+    0.666666666667
+    >>> psi, per, n_groups = granulated_tau(runs, "mu", "gap", ["lr", "bs"])
+    >>> per, n_groups  # ψ_lr = (1 + (−1))/2, ψ_bs = (1 + 1)/2
+    ({'lr': 0.0, 'bs': 1.0}, {'lr': 2, 'bs': 2})
+    >>> psi
+    0.5
 """
 
 from __future__ import annotations

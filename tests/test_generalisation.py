@@ -3,6 +3,7 @@ Jiang et al.'s granulated Ψ on small examples computed by hand, and the bootstr
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import landscape.generalisation as generalisation_module
 from landscape.generalisation import (
     CORRELATION_COLUMNS,
     bootstrap_ci,
@@ -42,6 +44,11 @@ def runs() -> pd.DataFrame:
         "measure": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         "gap": [0.10, 0.30, 0.20, 0.40, 0.50, 0.60],
     })
+
+
+def test_module_example():
+    result = doctest.testmod(generalisation_module)
+    assert result.attempted >= 4 and result.failed == 0
 
 
 def test_kendall_by_hand():

@@ -267,6 +267,24 @@ def test_projected_ascent_never_leaves_its_box(cnn, data):
         box_ascent(cnn, x, y, [-h for h in half], steps=1)
 
 
+def test_sharpness_of_a_batchnorm_model_uses_and_keeps_its_statistics(data):
+    torch.manual_seed(1)
+    model = build_model("cnn_bn", width=4, hidden=8).eval()
+    x, y = data["train"]
+    x, y = x[:64], y[:64]
+    with torch.no_grad():  # non-trivial running statistics
+        model.train()
+        model(x)
+        model.eval()
+    theta, bufs = detached(parameters(model)), detached(buffers(model))
+    r = epsilon_sharpness(model, x, y, 1e-2, steps=3)
+    a = adaptive_sharpness_average(model, x, y, 0.05, draws=2)
+    assert r["base_loss"] == a["base_loss"] == evaluate(copy.deepcopy(model), x, y, 256)[0]
+    assert r["value"] > 0 and r["inside_box"]
+    assert bitwise_equal(parameters(model), theta) and bitwise_equal(buffers(model), bufs)
+    assert not model.training
+
+
 def test_loss_and_grad_matches_autograd_on_the_whole_set(mlp, data):
     x, y = data["train"]
     loss, grad = loss_and_grad(mlp, parameters(mlp), x, y, batch_size=50)

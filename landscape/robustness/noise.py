@@ -101,8 +101,10 @@ def robustness_curve(evaluator: PointEvaluator, sigmas: Iterable[float],
     ``evaluator``: an *open* ``PointEvaluator`` (inside its ``with`` block) holding the splits to
     evaluate; each point θ + σ·u_d (u_d = ``noise_direction(θ, 1, mode, noise_seed(seed, d))``)
     is written into the model in place and evaluated with ``evaluator.at``. σ = 0 is evaluated
-    once (it is θ bitwise, so it reproduces the checkpoint's numbers exactly) and reported for
-    every draw. Non-finite losses are kept as they are (accuracy stays meaningful).
+    once and reported for every draw: it is θ bitwise, so without ``bn_data`` it reproduces the
+    checkpoint's numbers exactly (with ``bn_data`` it is θ with re-estimated BatchNorm
+    statistics, like every other point). Non-finite losses are kept as they are (accuracy stays
+    meaningful).
 
     Returns a DataFrame with columns ``mode`` (str), ``sigma`` (float, as given), ``draw`` (int,
     0-based), ``split`` (str), ``loss`` (mean cross-entropy, nats), ``accuracy`` (fraction in

@@ -24,10 +24,11 @@ Auto-PGD)::
     δ_0 = 0 (or uniform in the box),  δ_{k+1} = clip(δ_k + η·b ⊙ sign ∇L(θ + δ_k), −b, b)
 
 for ``steps`` gradient evaluations, followed by one evaluation of the last iterate; the largest
-loss over all iterates (δ_0 = 0 included, so the value is ≥ 0) is the reported maximum. It is a
-*lower* bound on the true maximum. The iterate with the largest loss is re-evaluated with
-``landscape.evaluate.evaluate`` (inference mode, the code path that measured the checkpoint), so
-``max_loss`` and ``base_loss`` are numbers of the same function.
+loss over all iterates and δ = 0 (so the value is ≥ 0) is the reported maximum. It is a *lower*
+bound on the true maximum. The loss of the best iterate is taken from
+``landscape.evaluate.evaluate`` (inference mode, the code path that measured the checkpoint;
+re-evaluated unless it is the last iterate or δ = 0), so ``max_loss`` and ``base_loss`` are
+numbers of the same function. Cost: ``steps`` gradient passes and 2-3 evaluations.
 
 Perturbations are written into the model's own parameters (``landscape.slices.PointEvaluator``,
 no model copy); the weights and buffers are restored and checked bitwise on return.
@@ -55,6 +56,8 @@ def loss_and_grad(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
     mini-batches) and its gradient with respect to ``params`` (the model's live parameters, at
     whatever values they hold), as a parameter set in their dtype and memory format."""
     model.eval()
+    if x.is_inference() or y.is_inference():  # made under inference_mode: autograd refuses them
+        x, y = x.clone(), y.clone()
     n = x.shape[0]
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     grads = [torch.zeros_like(p) for p in params]
@@ -91,6 +94,8 @@ def box_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         raise ValueError(f"steps = {steps} is not allowed: expected ≥ 0")
     if not step_size > 0:
         raise ValueError(f"step_size = {step_size} is not allowed: expected > 0")
+    if x.is_inference() or y.is_inference():
+        x, y = x.clone(), y.clone()
     x_eval = {"loss": (x, y)}
     with PointEvaluator(model, x_eval, batch_size) as ev:
         b = ev.adopt(half_width)
@@ -130,8 +135,12 @@ def box_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                         d.add_(step_size * bi * torch.sign(gi))
                         torch.minimum(d, bi, out=d)
                         torch.maximum(d, -bi, out=d)
-        max_loss = ev.at(terms=[(best, 1.0)])["loss"][0] if best_step != 0 or random_start \
-            else base_loss
+        if best_step == steps:  # the last iterate: its loss already came from ev.at
+            max_loss = history[-1]
+        elif best_step == 0 and not random_start:  # δ = 0
+            max_loss = base_loss
+        else:
+            max_loss = ev.at(terms=[(best, 1.0)])["loss"][0]
         fill = max((float((d.abs() / bi)[bi > 0].max()) for d, bi in zip(best, b, strict=True)
                     if bool((bi > 0).any())), default=0.0)
         out = {"base_loss": base_loss, "max_loss": max(max_loss, base_loss),
