@@ -47,8 +47,9 @@ def trained_model(train_size: int, epochs: int, width: int, folder: Path):
     blob = prepare(train_size=train_size, test_size=1000, seed=0)
     train = Split(blob["train"]["images"], blob["train"]["labels"])
     test = Split(blob["test"]["images"], blob["test"]["labels"])
-    cfg = TrainConfig(model="cnn", optimizer="sgd", lr=0.05, batch_size=128, weight_decay=0.0,
-                      seed=1, epochs=epochs, model_options={"width": width, "hidden": 64})
+    cfg = TrainConfig.from_config(dict(
+        model="cnn", optimizer="sgd", lr=0.05, batch_size=128, weight_decay=0.0,
+                      seed=1, epochs=epochs, model_options={"width": width, "hidden": 64}))
     train_run(cfg, train, test, folder, device="cpu", progress=False)
     model, _ = load_model(folder / "checkpoint.pt")
     return model, train

@@ -78,10 +78,11 @@ def main() -> None:
     test = eval_subset(Split(blob["test"]["images"], blob["test"]["labels"]), None, 0)
     x, y = train.tensors()
     xt, yt = test.tensors()
-    cfg = TrainConfig(model="cnn", optimizer="sgd", lr=0.05, batch_size=args.batch_size,
+    cfg = TrainConfig.from_config(dict(
+        model="cnn", optimizer="sgd", lr=0.05, batch_size=args.batch_size,
                       weight_decay=0.0, seed=1, epochs=args.epochs,
                       model_options={"width": args.width, "hidden": 64},
-                      snapshot_steps=[10, 30, 100])
+                      snapshot_steps=[10, 30, 100]))
     timings: dict[str, tuple[list, list]] = {k: ([], []) for k in
                                              ("bare NCHW", "bare channels-last", "stage")}
     for _ in range(args.repeats):

@@ -11,8 +11,10 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import traceback
 
 from . import stages
+from .errors import UserError
 
 
 def stage_names() -> dict[str, str]:
@@ -51,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (RuntimeError, ValueError, KeyError, FileNotFoundError, ArithmeticError) as exc:
+    except (UserError, FileNotFoundError, FloatingPointError) as exc:
+        # config, data, corrupt files, non-finite numbers: the message says what to fix
         print(f"landscape {args.stage}: error: {exc}", file=sys.stderr)
         return 1
+    except Exception:  # a bug: keep the whole traceback in the job's log
+        traceback.print_exc()
+        print(f"landscape {args.stage}: unexpected error (traceback above)", file=sys.stderr)
+        return 2
     return 0

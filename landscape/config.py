@@ -9,21 +9,61 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+from .errors import UserError
+
+# Package data (so a non-editable install finds it); workflow/schemas/config.schema.yaml links here.
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is not allowed."""
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    with open(path or SCHEMA_PATH) as fh:
+    if path is None:
+        return copy.deepcopy(_package_schema())
+    with open(path) as fh:
         return yaml.safe_load(fh)
+
+
+@cache
+def _package_schema() -> dict:
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def defaults(*section: str) -> dict:
+    """The schema's defaults of one config section, e.g. ``defaults("hessian", "eigs")``.
+
+    The schema is the only place defaults are written; code that is handed a partial section
+    (tests, library callers) completes it with ``with_defaults``.
+    """
+    node = _package_schema()
+    for key in section:
+        try:
+            node = node["properties"][key]
+        except KeyError:
+            raise KeyError(f"no config section {'.'.join(section)!r} in the schema") from None
+    out: dict = {}
+    _fill_defaults(out, node)
+    return out
+
+
+def with_defaults(values: dict | None, *section: str) -> dict:
+    """``values`` (a possibly partial config section) with the schema's defaults filled in,
+    nested sections included."""
+    merged = copy.deepcopy(dict(values or {}))
+    node = _package_schema()
+    for key in section:
+        node = node["properties"][key]
+    _fill_defaults(merged, node)
+    return merged
 
 
 def _fill_defaults(cfg: dict, schema: dict) -> None:
@@ -94,13 +134,15 @@ def _one_line(err: jsonschema.ValidationError, schema: dict) -> str:
 
 def _cross_checks(cfg: dict) -> None:
     """Rules that involve several keys, or that the schema cannot express."""
+    from .study import run_table, runs_with_seeds
+
+    runs = run_table(cfg)
     if "slices" in cfg:
-        from .slices import SliceSpec, select_runs  # local: keeps schema validation light
-        from .study import study_runs
+        from .slices import SliceSpec  # local: keeps schema validation light
 
         try:
             SliceSpec.from_config(cfg["slices"])  # odd grid sizes, ranges, ...
-            select_runs(study_runs(cfg), cfg["slices"].get("seeds"), cfg["study"]["seed"])
+            runs_with_seeds(runs, cfg["slices"]["seeds"], "slices.seeds")
         except ValueError as exc:
             raise ConfigError(f"config error: {exc}") from None
     study = cfg.get("study", {})

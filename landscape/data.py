@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UserError
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -33,7 +35,10 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-class DataError(RuntimeError):
+SPLITS = ("train", "test")
+
+
+class DataError(UserError, RuntimeError):
     """Raised for missing, corrupt or inconsistent data files."""
 
 
@@ -215,3 +220,17 @@ def eval_subset(split: Split, size: int | None, seed: int) -> Split:
 def eval_set_name(split: str, size: int | None, seed: int) -> str:
     """Label of an evaluation set for tables, e.g. ``train[2048,seed=0]`` or ``test[all]``."""
     return f"{split}[all]" if size is None else f"{split}[{size},seed={seed}]"
+
+
+def eval_tensors(path: str | Path, split: str, size: int | None, seed: int,
+                 device) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+    """A seeded stratified evaluation subset of the prepared data at ``path``:
+    ``(x, y, eval_set name, size)``; ``size`` None (or ≥ the split) means the whole split."""
+    if split not in SPLITS:
+        raise DataError(f"Unknown split {split!r}. Supported splits are {list(SPLITS)}.")
+    train, test, _ = load_prepared(path)
+    base = train if split == "train" else test
+    size = None if size is None or size >= len(base) else int(size)
+    sub = eval_subset(base, size, seed)
+    x, y = sub.tensors(device)
+    return x, y, eval_set_name(split, size, seed), len(sub)

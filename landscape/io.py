@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -57,7 +59,7 @@ def tensor_digest(obj, h=None) -> str:
     return h.hexdigest() if top else ""
 
 
-class IntegrityError(RuntimeError):
+class IntegrityError(UserError, RuntimeError):
     """A file is truncated, altered, or belongs to another configuration."""
 
 

@@ -94,34 +94,24 @@ def shard_bounds(n_points: int, shard: int, shards: int) -> tuple[int, int]:
     return start, start + base + (1 if shard < extra else 0)
 
 
-def select_runs(runs: Sequence[str], seeds: Sequence[int] | None,
-                study_seeds: Sequence[int]) -> list[str]:
-    """The runs (ids ending in ``_s<seed>``) whose seed is in ``seeds``; ``None`` means the first
-    study seed. Raises ValueError naming seeds that are not in the study."""
-    chosen = list(study_seeds[:1]) if seeds is None else list(seeds)
-    bad = [s for s in chosen if s not in study_seeds]
-    if bad:
-        raise ValueError(f"slices.seeds = {bad} is not allowed: expected seeds of the study "
-                         f"{list(study_seeds)}")
-    return [r for r in runs if int(r.rsplit("_s", 1)[1]) in chosen]
-
-
 @dataclass(frozen=True)
 class SliceSpec:
-    """What to slice. Coordinates are in units of the direction (α = 1: one full direction)."""
+    """What to slice. Coordinates are in units of the direction (α = 1: one full direction).
+    Fields mirror the config's ``slices`` section (documented in the schema); build it with
+    ``SliceSpec.from_config``."""
 
-    seed: int = 0
-    normalization: str = "filter"
-    zero_bias_bn: bool = True
-    random_1d: int = 1
-    range_1d: float = 1.0
-    points_1d: int = 21
-    line_range: tuple[float, float] = (-0.5, 1.5)
-    planes: tuple[str, ...] = PLANES
-    range_2d: float = 1.0
-    points_2d: int = 15
-    pca_margin: float = 0.25
-    pca_centre: bool = False
+    seed: int
+    normalization: str
+    zero_bias_bn: bool
+    random_1d: int
+    range_1d: float
+    points_1d: int
+    line_range: tuple[float, float]
+    planes: tuple[str, ...]
+    range_2d: float
+    points_2d: int
+    pca_margin: float
+    pca_centre: bool
 
     def __post_init__(self) -> None:
         check_normalization(self.normalization)
@@ -142,9 +132,12 @@ class SliceSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> SliceSpec:
-        """Build from the config's ``slices`` section (keys that are not fields are ignored)."""
+        """Build from the config's ``slices`` section (keys that are not fields are ignored;
+        missing ones take the schema's defaults, the only place defaults are written)."""
+        from .config import with_defaults
+
         names = set(cls.__dataclass_fields__)
-        kw = {k: v for k, v in cfg.items() if k in names}
+        kw = {k: v for k, v in with_defaults(dict(cfg), "slices").items() if k in names}
         for k in ("line_range", "planes"):
             if k in kw:
                 kw[k] = tuple(kw[k])
@@ -459,14 +452,6 @@ def rows_to_tables(rows: list[dict], extra: Mapping[str, object]) -> dict[str, p
             recs.append(rec)
         out[table] = pd.DataFrame(recs, columns=[c.name for c in SCHEMAS[table]])
     return out
-
-
-SORT_KEYS = {
-    "slice_1d": ["run", "direction", "direction_index", "alpha", "split"],
-    "slice_2d": ["run", "plane", "alpha", "beta", "split"],
-    "trajectory_projection": ["run", "snapshot", "split"],
-    "pca_variance": ["run", "component"],
-}
 
 
 def pca_variance_frame(run: str, ratio: torch.Tensor | None, n_snapshots: int) -> pd.DataFrame:

@@ -1,5 +1,10 @@
 """Turning a validated config into the study's runs, and the code each stage depends on.
 
+The study is a *run table* (``run_table``): one row per training run, indexed by run id, with
+its hyper-parameters as columns, built once from the config. Rules and stages look a run up by
+its id (``runs.loc[run, "model"]``), the way Snakemake workflows look up samples in a sample
+sheet; a run id is a key, never a string to parse back.
+
 Snakemake does not notice edits to imported Python code, so every rule declares the
 ``landscape`` source files its stage imports (transitively) as inputs: editing
 ``landscape/hessian.py`` reruns exactly the rules whose stages import it, and what follows.
@@ -14,23 +19,72 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from .train import run_id
+import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+HPARAMS = ("model", "optimizer", "lr", "batch_size", "weight_decay", "seed")
+
+
+def run_id(model: str, optimizer: str, lr: float, batch_size: int, weight_decay: float,
+           seed: int) -> str:
+    """The run identifier used in paths and tables (a key of the run table)."""
+    return f"{model}_{optimizer}_lr{lr:g}_bs{batch_size}_wd{weight_decay:g}_s{seed}"
+
+
+def run_table(config: dict) -> pd.DataFrame:
+    """One row per run of the study grid (index ``run``; columns ``HPARAMS``), stable order.
+
+    ``config`` is a validated config (``landscape.config.validate``): every study key is present.
+    """
+    s = config["study"]
+    combos = itertools.product(s["model"], s["optimizer"], s["lr"], s["batch_size"],
+                               s["weight_decay"], s["seed"])
+    rows = [{"model": m, "optimizer": o, "lr": float(lr), "batch_size": int(bs),
+             "weight_decay": float(wd), "seed": int(seed)}
+            for m, o, lr, bs, wd, seed in combos]
+    df = pd.DataFrame(rows, columns=list(HPARAMS))
+    df.index = pd.Index([run_id(**r) for r in rows], name="run")
+    if df.index.has_duplicates:
+        dup = df.index[df.index.duplicated()][0]
+        raise ValueError(f"study: two runs share the id {dup!r} (values equal after formatting)")
+    return df
 
 
 def study_runs(config: dict) -> list[str]:
     """Run ids of every combination of the study grid, in a stable order."""
-    s = config["study"]
-    combos = itertools.product(s["model"], s["optimizer"], s["lr"], s["batch_size"],
-                               s.get("weight_decay", [0.0]), s["seed"])
-    return [run_id(m, o, float(lr), int(bs), float(wd), int(seed))
-            for m, o, lr, bs, wd, seed in combos]
+    return list(run_table(config).index)
 
 
-def train_params(config: dict, model: str) -> dict:
-    """The config slice a training job of ``model`` depends on."""
-    return {**config["train"], "model_options": config["models"].get(model, {})}
+def run_hparams(runs: pd.DataFrame, run: str) -> dict:
+    """The hyper-parameters of ``run`` as plain Python values; ConfigError names unknown runs."""
+    if run not in runs.index:
+        from .config import ConfigError
+
+        raise ConfigError(f"run {run!r} is not in the study (it has {len(runs)} runs, e.g. "
+                       f"{list(runs.index[:3])})")
+    row = runs.loc[run]
+    return {"model": str(row["model"]), "optimizer": str(row["optimizer"]),
+            "lr": float(row["lr"]), "batch_size": int(row["batch_size"]),
+            "weight_decay": float(row["weight_decay"]), "seed": int(row["seed"])}
+
+
+def train_params(config: dict, runs: pd.DataFrame, run: str) -> dict:
+    """Everything a training job of ``run`` depends on: its hyper-parameters, the ``train``
+    section and its model's options (so editing ``models.cnn_bn`` reruns only cnn_bn runs)."""
+    hp = run_hparams(runs, run)
+    return {**hp, **config["train"], "model_options": config["models"].get(hp["model"], {})}
+
+
+def runs_with_seeds(runs: pd.DataFrame, seeds, key: str = "seeds") -> list[str]:
+    """Run ids whose seed is in ``seeds`` (``None``: the first seed of the study), in order.
+    Raises ValueError naming the config ``key`` and the seeds that are not in the study."""
+    study_seeds = list(dict.fromkeys(int(s) for s in runs["seed"]))
+    chosen = study_seeds[:1] if seeds is None else [int(s) for s in seeds]
+    bad = [s for s in chosen if s not in study_seeds]
+    if bad:
+        raise ValueError(f"{key} = {bad} is not allowed: expected seeds of the study "
+                         f"{study_seeds}")
+    return list(runs.index[runs["seed"].isin(chosen)])
 
 
 def _module_file(module: str) -> Path | None:

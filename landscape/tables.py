@@ -3,8 +3,9 @@
 ``write_table(df, name, path)`` checks ``df`` against ``SCHEMAS[name]`` (missing or extra
 columns are errors), casts to the declared types, stores a content checksum in the Parquet
 metadata and writes atomically. ``read_table(path, name)`` verifies name and checksum.
-``python -m landscape schema`` prints every schema (the README's table section is generated
-from it).
+``SORT_KEYS[name]`` (declared beside the schemas) is each table's unique row key and sort order;
+``gather`` is the one way per-job tables become a study table. ``python -m landscape docs
+tables`` prints every schema (docs/tables.md is generated from it).
 """
 
 from __future__ import annotations
@@ -135,7 +136,11 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("eigenvalue", "float64", "the eigenvalue estimate (Ritz value / Rayleigh quotient)"),
         Col("residual", "float64", "‖Hv − λv‖ of its unit vector (lanczos: Lanczos estimate, "
             "floored at float rounding ε·‖H‖)"),
-        Col("converged", "bool", "lanczos: residual ≤ tol·‖H‖; power: relative change < tol"),
+        Col("converged", "bool", "lanczos largest: residual ≤ tol·‖H‖; lanczos smallest (λ_min): "
+            "residual ≤ tol·|λ_min|, relative to itself (false: only the bound "
+            "|λ − λ_true| ≤ residual holds); power: relative change < tol"),
+        Col("relative_residual", "float64", "residual / |eigenvalue|: ≥ 1 means not even the "
+            "sign is certain"),
         Col("tol", "float64", "tolerance of the method"),
         Col("n_hvp", "int64", "Hessian-vector products used by the whole method call"),
         Col("seconds", "float64", "wall-clock seconds of the whole method call"),
@@ -146,6 +151,11 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("method", "string", "hutchinson (Rademacher) or hutchpp (Hutch++)"),
         Col("trace", "float64", "estimate of tr(H)"),
         Col("std_error", "float64", "standard error of the estimate"),
+        Col("ci_low", "float64", "95 % confidence interval, lower end (Student t, n_samples − 1 "
+            "degrees of freedom)"),
+        Col("ci_high", "float64", "95 % confidence interval, upper end"),
+        Col("n_samples", "int64", "i.i.d. samples behind std_error (Hutch++: its Hutchinson "
+            "part, a third of the products)"),
         Col("n_hvp", "int64", "Hessian-vector products used"),
         Col("seconds", "float64", "wall-clock seconds"),
         Col("n_params", "int64", "dimension of H (trainable parameters)"),
@@ -182,6 +192,23 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("stage", "string", "stage that skipped the run"),
         Col("reason", "string", "why it was skipped"),
     ],
+}
+
+
+# Every table's row key: its rows are unique on these columns and gathered tables are sorted by
+# them, so a gathered table does not depend on job order or shard count.
+SORT_KEYS: dict[str, list[str]] = {
+    "training": ["run", "epoch"],
+    "runs": ["run"],
+    "slice_1d": ["run", "direction", "direction_index", "alpha", "split"],
+    "slice_2d": ["run", "plane", "alpha", "beta", "split"],
+    "trajectory_projection": ["run", "snapshot", "split"],
+    "pca_variance": ["run", "component"],
+    "hessian_eigs": ["run", "method", "which", "k"],
+    "hessian_trace": ["run", "method"],
+    "hessian_density": ["run", "eigenvalue"],
+    "sharpness_trajectory": ["run", "step"],
+    "skipped": ["run", "stage"],
 }
 
 
@@ -285,3 +312,34 @@ def describe() -> str:
         lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in cols]
         lines.append("")
     return "\n".join(lines)
+
+
+def skipped_entries(paths: list[str | Path]) -> list[dict]:
+    """Skip records carried by tables: a per-job table's own ``skipped`` reason (with its
+    ``run`` and ``stage``), or a gathered table's ``skipped_runs``; unique, sorted."""
+    out = []
+    for p in paths:
+        meta = table_meta(p)
+        if "skipped" in meta:
+            out.append({"run": meta.get("run", ""), "stage": meta.get("stage", ""),
+                        "reason": meta["skipped"]})
+        out.extend(meta.get("skipped_runs", []))
+    unique = {(e["run"], e["stage"], e["reason"]): e for e in out}
+    return [unique[k] for k in sorted(unique)]
+
+
+def gather(inputs: list[str | Path], name: str, out: str | Path) -> pd.DataFrame:
+    """Concatenate per-job tables of schema ``name``, refuse duplicate rows (on
+    ``SORT_KEYS[name]``: overlapping shards or stale files), sort by that key, carry the inputs'
+    skip records in the metadata (``skipped_runs``) and write ``out`` atomically."""
+    df = concat_tables(inputs, name)
+    keys = SORT_KEYS[name]
+    if len(df):
+        dup = df.duplicated(keys)
+        if dup.any():
+            raise ValueError(f"{name}: {int(dup.sum())} duplicate rows, e.g. "
+                             f"{df[dup].iloc[0][keys].to_dict()}; inputs overlap (stale files?)")
+        df = df.sort_values(keys, kind="stable").reset_index(drop=True)
+    skipped = skipped_entries(inputs)
+    write_table(df, name, out, extra_meta={"skipped_runs": skipped} if skipped else None)
+    return df

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,7 @@ from .data import Split
 from .evaluate import evaluate, resolve_device
 from .io import IntegrityError, load_verified, save_verified
 from .models import build_model, count_parameters
+from .study import HPARAMS, run_id
 from .tables import write_table
 
 OPTIMIZERS = ("sgd", "adam")
@@ -45,19 +46,25 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class TrainConfig:
+    """One run's hyper-parameters plus the config's ``train`` section and its model's options.
+
+    No field has a default here: the config schema is the one place defaults are written. Build
+    it from a (possibly partial) ``train`` section with ``TrainConfig.from_config``.
+    """
+
     model: str
     optimizer: str
     lr: float
     batch_size: int
     weight_decay: float
     seed: int
-    epochs: int = 3
-    momentum: float = 0.9
-    schedule: str = "constant"
-    model_options: dict = field(default_factory=dict)
-    snapshot_steps: list[int] = field(default_factory=list)
-    eval_batch_size: int = 256
-    channels_last: bool = True
+    epochs: int
+    momentum: float
+    schedule: str
+    model_options: dict
+    snapshot_steps: list[int]
+    eval_batch_size: int
+    channels_last: bool
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -67,32 +74,24 @@ class TrainConfig:
             raise ValueError(f"Unknown schedule {self.schedule!r}. "
                              f"Supported schedules are {list(SCHEDULES)}.")
 
+    @classmethod
+    def from_config(cls, params: dict) -> TrainConfig:
+        """From a run's hyper-parameters and a (partial) ``train`` section: missing keys take
+        the schema's defaults; ``model_options`` defaults to the schema's for the model."""
+        from .config import defaults, with_defaults
+
+        p = with_defaults({k: v for k, v in params.items() if k not in HPARAMS
+                           and k != "model_options"}, "train")
+        options = params.get("model_options")
+        if options is None:
+            options = defaults("models", params["model"])
+        return cls(**{k: params[k] for k in HPARAMS}, **p, model_options=dict(options))
+
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def run_id(model: str, optimizer: str, lr: float, batch_size: int, weight_decay: float,
-           seed: int) -> str:
-    """The run identifier used in paths and tables."""
-    return f"{model}_{optimizer}_lr{lr:g}_bs{batch_size}_wd{weight_decay:g}_s{seed}"
-
-
-def parse_run_id(run: str) -> dict:
-    """Inverse of ``run_id``."""
-    import re
-
-    m = re.fullmatch(r"(?P<model>.+)_(?P<optimizer>[a-z]+)_lr(?P<lr>[^_]+)_bs(?P<batch_size>\d+)"
-                     r"_wd(?P<weight_decay>[^_]+)_s(?P<seed>\d+)", run)
-    if not m:
-        raise ValueError(f"Malformed run id {run!r}; expected "
-                         "<model>_<optimizer>_lr<lr>_bs<batch>_wd<wd>_s<seed>.")
-    d = m.groupdict()
-    return {"model": d["model"], "optimizer": d["optimizer"], "lr": float(d["lr"]),
-            "batch_size": int(d["batch_size"]), "weight_decay": float(d["weight_decay"]),
-            "seed": int(d["seed"])}
 
 
 def hparam_columns(cfg: TrainConfig) -> dict:
@@ -126,6 +125,16 @@ def set_deterministic(device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
+
+
+def finite_state(state: dict) -> bool:
+    """True when every floating-point tensor of a state dict is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+
+
+def finite_parameters(model: torch.nn.Module) -> bool:
+    """True when every parameter and floating-point buffer of ``model`` is finite."""
+    return finite_state(model.state_dict())
 
 
 def _cpu_state(model: torch.nn.Module) -> dict:
@@ -229,10 +238,19 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
                 snapshot(step / steps_per_epoch)
                 t0 = time.perf_counter()
         wall += time.perf_counter() - t0
+        if status == "ok" and not finite_parameters(model):
+            # every forward loss before a step was finite, but a step (the last one, say) wrote
+            # inf/NaN into the weights
+            status, diverged_step = "diverged", step
+        if status == "ok":
+            record(epoch + 1)
+            if not (math.isfinite(rows[-1]["train_loss"]) and math.isfinite(rows[-1]["test_loss"])):
+                rows.pop()  # finite weights whose evaluation overflows: diverged as well
+                status, diverged_step = "diverged", step
         if status == "diverged":
-            print(f"{hp['run']}: loss became non-finite at step {step}; stopping (diverged)")
+            print(f"{hp['run']}: loss or weights became non-finite at step {step}; "
+                  "stopping (diverged)")
             break
-        record(epoch + 1)
         snapshot(epoch + 1)
         bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
                         loss=f"{float(running) / steps_per_epoch:.4f}",

@@ -29,3 +29,23 @@ def test_a_stage_imports_only_its_own_module():
         [sys.executable, "-c", "import sys; from landscape.cli import build_parser; "
          "build_parser('gather'); print([m for m in sys.modules if 'matplotlib' in m])"],
         capture_output=True, text=True, check=True).stdout.replace("[]", "")
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    from landscape.stages import gather
+
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    rc = cli.main(["gather", "--table", "runs", "--out", str(tmp_path / "o.parquet"),
+                   "--inputs", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith("landscape gather: error:") and "bad.parquet" in err
+
+    def bug(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(gather, "run", bug)
+    rc = cli.main(["gather", "--table", "runs", "--out", "o", "--inputs", "i"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback (most recent call last)" in err and "KeyError: 'oops'" in err

@@ -115,3 +115,24 @@ def test_every_schema_key_is_documented():
             walk(sub, f"{where}{k}.")
 
     walk(schema, "")
+
+
+def test_non_editable_install_ships_the_schema(tmp_path):
+    """`pip install .` (not -e) must find the schema: it is package data inside the wheel."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("landscape-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "landscape/config.schema.yaml" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True)
+    code = ("import landscape.config as c; "
+            "print(c.defaults('train')['epochs'], c.SCHEMA_PATH.is_file())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, text=True,
+                         capture_output=True, env={"PYTHONPATH": str(target)})
+    assert out.stdout.split() == ["4", "True"]

@@ -281,7 +281,7 @@ def test_trace_dispatch_errors():
 def test_density_integrates_to_one_and_sits_on_the_spectrum(problem):
     model, x, y, _, exact = problem
     op = HessianOperator(model, x, y)
-    d = spectral_density(op.matvec, op.dim, n_starts=20, n_steps=40, sigma_rel=0.02,
+    d = spectral_density(op.matvec, op.dim, n_starts=20, n_steps=40, sigma_scale=0.78,
                          grid_size=800, generator=torch.Generator().manual_seed(0))
     assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=1e-9)
     assert (d.density >= 0).all() and d.n_hvp == 20 * 40
@@ -302,7 +302,7 @@ def test_density_integrates_to_one_and_sits_on_the_spectrum(problem):
 
 def test_density_with_full_krylov_space_has_exact_nodes():
     a, lam = spd_with_negative_outlier(dim=30)
-    d = spectral_density(lambda v: a @ v, 30, n_starts=2, n_steps=30, sigma_rel=0.01,
+    d = spectral_density(lambda v: a @ v, 30, n_starts=2, n_steps=30, sigma_scale=0.29,
                          generator=torch.Generator().manual_seed(1))
     for row_nodes, row_weights in zip(d.nodes, d.weights, strict=True):
         keep = row_weights > 1e-14
@@ -350,3 +350,76 @@ def test_guards_train_mode_and_non_finite(problem):
     bad = HessianOperator(model, torch.full_like(x, float("nan")), y, batch_size=16)
     with pytest.raises(FloatingPointError, match="non-finite Hessian-vector product"):
         bad.matvec(v)
+
+
+def test_sharpness_records_nan_when_the_product_overflows(problem, monkeypatch):
+    """Finite loss but an overflowing Hessian-vector product (raised by the operator's own
+    check): the snapshot gets λ_max = NaN, not converged, and the trajectory goes on."""
+    from landscape.hessian.sharpness import sharpness_trajectory
+
+    model, x, y, _, _ = problem
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    real = HessianOperator._matvec
+    calls = {"n": 0}
+
+    def overflow_on_first_snapshot(self, v):
+        calls["n"] += 1
+        out = real(self, v)
+        return out * math.inf if self.marker == 0 else out
+
+    monkeypatch.setattr(HessianOperator, "_matvec", overflow_on_first_snapshot)
+    markers = iter([0, 1])
+    init = HessianOperator.__init__
+
+    def tagged_init(self, *a, **kw):
+        init(self, *a, **kw)
+        self.marker = next(markers)
+
+    monkeypatch.setattr(HessianOperator, "__init__", tagged_init)
+    df = sharpness_trajectory(model, [state, state], x, y, tol=1e-3, max_iter=30, batch_size=16)
+    assert math.isfinite(df["eval_loss"].iloc[0])
+    assert math.isnan(df["lambda_max"].iloc[0]) and not df["converged"].iloc[0]
+    assert math.isfinite(df["lambda_max"].iloc[1]) and df["converged"].iloc[1]
+
+
+def test_density_width_follows_the_node_count_no_comb():
+    """A smooth spectrum (eigenvalues spread evenly over [0, 10]) seen through 12 nodes per
+    start: σ from the node count gives one smooth hump, not a comb of 12 separate bumps."""
+    lam = torch.linspace(0.0, 10.0, 400, dtype=torch.float64)
+    d = spectral_density(lambda v: lam * v, 400, n_starts=3, n_steps=12,
+                         generator=torch.Generator().manual_seed(0))
+    span = d.nodes[d.weights > 0].max() - d.nodes[d.weights > 0].min()
+    assert d.sigma == pytest.approx(span / 11)
+    inside = (d.grid > 1.5) & (d.grid < 8.5)  # away from the spectrum's edges
+    dip = d.density[inside].min() / d.density.max()
+    assert dip > 0.7, f"density falls to {dip:.2f} of its peak between nodes: a comb"
+    narrow = spectral_density(lambda v: lam * v, 400, n_starts=3, n_steps=12, sigma_scale=0.1,
+                              generator=torch.Generator().manual_seed(0))
+    assert narrow.density[inside].min() / narrow.density.max() < 0.3  # the test can fail
+
+
+def test_trace_interval_uses_student_t():
+    from scipy.stats import t
+
+    a = torch.diag(torch.linspace(1.0, 2.0, 40, dtype=torch.float64))
+    est = hutchpp(lambda v: a @ v, 40, 12, torch.Generator().manual_seed(0))
+    assert len(est.samples) == 4
+    lo, hi = est.interval(0.95)
+    assert (hi - lo) / 2 == pytest.approx(t.ppf(0.975, 3) * est.std_error)
+    assert (hi - lo) / 2 > 1.5 * 1.96 * est.std_error  # the normal quantile would be too narrow
+
+
+def test_lambda_min_flag_is_relative_to_itself():
+    """λ_max = 100, λ_min = −0.01: a λ_min residual ≤ tol·‖H‖ can exceed |λ_min| itself; the
+    flag must then say not converged."""
+    dim = 60
+    g = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+    lam = torch.cat([torch.tensor([-0.01, 100.0], dtype=torch.float64),
+                     torch.linspace(0.0, 1.0, dim - 2, dtype=torch.float64)])
+    a = q @ torch.diag(lam) @ q.T
+    res = lanczos_eigs(lambda v: a @ v, dim, k=1, smallest=True, tol=1e-3, max_iter=12,
+                       generator=torch.Generator().manual_seed(0))
+    assert res.smallest_residual > 1e-3 * abs(res.smallest)
+    assert not res.smallest_converged
+    assert res.largest_converged[0]

@@ -29,7 +29,7 @@ def make_run(folder, prepared, **kw):
                 epochs=2, momentum=0.9, model_options={"width": 2, "hidden": 8},
                 snapshot_steps=[3])
     base.update(kw)
-    train_run(TrainConfig(**base), train, test, folder, fingerprint=fp, progress=False)
+    train_run(TrainConfig.from_config(base), train, test, folder, fingerprint=fp, progress=False)
     return folder
 
 
@@ -135,8 +135,9 @@ def test_sharpness_uses_the_schedule_and_adam_has_no_threshold(trained, tmp_path
     df, _ = run_sharpness(tmp_path, prepared, tmp_path / "adam")
     assert df["optimizer"].eq("adam").all() and df["eos_threshold"].isna().all()
     assert df["momentum"].isna().all()
-    cfg = TrainConfig(model="cnn", optimizer="adam", lr=1e-3, batch_size=64, weight_decay=0.0,
-                      seed=1, epochs=2, schedule="cosine")
+    cfg = TrainConfig.from_config(dict(
+        model="cnn", optimizer="adam", lr=1e-3, batch_size=64, weight_decay=0.0,
+                      seed=1, epochs=2, schedule="cosine"))
     from landscape.train import lr_at
 
     expected = [lr_at(cfg, max(math.ceil(e) - 1, 0)) for e in df["epoch"]]
@@ -172,7 +173,7 @@ def test_unknown_options_are_errors(trained, capsys):
     rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
                "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
                "--out-density", "c", "--no-progress"])
-    assert rc == 1 and "Unknown eval_split 'valid'" in capsys.readouterr().err
+    assert rc == 1 and "Unknown split 'valid'" in capsys.readouterr().err
 
 
 def test_plot_stage_draws_every_figure(trained, tmp_path):
@@ -203,7 +204,7 @@ def test_schemas_registered():
         c.name for c in SCHEMAS["sharpness_trajectory"]}
 
 
-def test_hessian_gather_concatenates_and_carries_skips(trained, tmp_path):
+def test_gather_of_several_tables_carries_skips(trained, tmp_path):
     root, prepared, run = trained
     _, ok = run_hessian(root, prepared, run, tag="g")
     _, ok_sharp = run_sharpness(root, prepared, run, tag="g")
@@ -211,11 +212,12 @@ def test_hessian_gather_concatenates_and_carries_skips(trained, tmp_path):
     _, bad = run_hessian(tmp_path, prepared, div, tag="g")
     _, bad_sharp = run_sharpness(tmp_path, prepared, div, tag="g")
     outs = {k: tmp_path / f"all_{k}.parquet" for k in ("eigs", "trace", "density", "sharpness")}
-    argv = ["hessian-gather"]
+    argv = ["gather"]
     for key, pair in (("eigs", (bad["eigs"], ok["eigs"])), ("trace", (bad["trace"], ok["trace"])),
                       ("density", (bad["density"], ok["density"])),
                       ("sharpness", (bad_sharp, ok_sharp))):
-        argv += [f"--in-{key}", *map(str, pair), f"--out-{key}", str(outs[key])]
+        table = "sharpness_trajectory" if key == "sharpness" else f"hessian_{key}"
+        argv += ["--table", table, "--out", str(outs[key]), "--inputs", *map(str, pair)]
     assert main(argv) == 0
     eigs = read_table(outs["eigs"], "hessian_eigs")
     assert set(eigs["run"]) == {"cnn_sgd_lr0.05_bs64_wd0_s1"}

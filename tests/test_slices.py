@@ -26,7 +26,6 @@ from landscape.slices import (
     plan_slices,
     recompute_bn_statistics,
     rows_to_tables,
-    select_runs,
     shard_bounds,
     slice_1d,
     slice_2d,
@@ -160,7 +159,7 @@ def test_quadratic_toy_gives_the_analytic_paraboloid():
 
 def _plan(model, spec=None):
     snaps = snapshot_dicts(model, fake_snapshots(model))
-    spec = spec or SliceSpec(points_1d=5, points_2d=5, random_1d=2)
+    spec = spec or SliceSpec.from_config(dict(points_1d=5, points_2d=5, random_1d=2))
     return plan_slices(detached(parameters(model)), spec, snaps[0]["params"], snaps), snaps
 
 
@@ -207,8 +206,8 @@ def test_grids_contain_their_special_points():
 
 def test_plan_layout(data):
     model = tiny_model()
-    plan, snaps = _plan(model, SliceSpec(points_1d=5, points_2d=7, random_1d=2,
-                                         line_range=(-0.25, 1.25)))
+    plan, snaps = _plan(model, SliceSpec.from_config(dict(points_1d=5, points_2d=7, random_1d=2,
+                                         line_range=(-0.25, 1.25))))
     kinds = [(p["table"], p["direction"]) for p in plan.points]
     n_line = len(line_grid(-0.25, 1.25, 5))
     assert kinds == ([("slice_1d", "random")] * 10 + [("slice_1d", "init_to_final")] * n_line
@@ -227,7 +226,7 @@ def test_plan_layout(data):
 
 def test_init_to_final_line_ends_exactly_at_the_trained_weights(data):
     model = tiny_model()
-    plan, snaps = _plan(model, SliceSpec(points_1d=5, random_1d=0, planes=()))
+    plan, snaps = _plan(model, SliceSpec.from_config(dict(points_1d=5, random_1d=0, planes=())))
     assert {p["direction"] for p in plan.points} == {"init_to_final"}
     with PointEvaluator(model, data, 64) as ev:
         rows = evaluate_points(ev, plan)
@@ -277,24 +276,29 @@ def test_recompute_changes_only_bn_models_results(data):
 
 def test_spec_validation_names_the_bad_value():
     with pytest.raises(ValueError, match="slices.points_2d = 14 is not allowed: expected an odd"):
-        SliceSpec(points_2d=14)
+        SliceSpec.from_config(dict(points_2d=14))
     with pytest.raises(ValueError, match=r"Unsupported planes \['pcaa'\]"):
-        SliceSpec(planes=("pcaa",))
+        SliceSpec.from_config(dict(planes=("pcaa",)))
     with pytest.raises(ValueError, match="slices.line_range"):
-        SliceSpec(line_range=(1.5, -0.5))
+        SliceSpec.from_config(dict(line_range=(1.5, -0.5)))
     with pytest.raises(ValueError, match="Unsupported normalization"):
-        SliceSpec(normalization="filtre")
+        SliceSpec.from_config(dict(normalization="filtre"))
     spec = SliceSpec.from_config({"points_2d": 9, "shards": 3, "planes": ["pca"]})
     assert spec.points_2d == 9 and spec.planes == ("pca",)
 
 
-def test_select_runs():
-    runs = ["cnn_sgd_lr0.1_bs32_wd0_s1", "cnn_sgd_lr0.1_bs32_wd0_s2", "cnn_sgd_lr0.1_bs32_wd0_s11"]
-    assert select_runs(runs, None, [1, 2, 11]) == runs[:1]
-    assert select_runs(runs, [2, 11], [1, 2, 11]) == runs[1:]
-    with pytest.raises(ValueError, match=r"slices.seeds = \[3\] is not allowed"):
-        select_runs(runs, [3], [1, 2, 11])
+def test_runs_with_seeds():
+    from landscape.config import with_defaults
+    from landscape.study import run_table, runs_with_seeds
 
+    cfg = {"study": with_defaults({"model": ["cnn"], "optimizer": ["sgd"], "lr": [0.1],
+                                   "batch_size": [8], "seed": [1, 2, 11]}, "study")}
+    runs = run_table(cfg)
+    ids = list(runs.index)
+    assert runs_with_seeds(runs, None) == ids[:1]
+    assert runs_with_seeds(runs, [2, 11]) == ids[1:]
+    with pytest.raises(ValueError, match=r"slices.seeds = \[3\] is not allowed"):
+        runs_with_seeds(runs, [3], "slices.seeds")
 
 def test_rows_fit_the_table_schemas(tmp_path, data):
     model = tiny_model()

@@ -32,9 +32,10 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("slices_stage")
     data = write_prepared(root / "data.pt", 600, 200)
     train, test, fp = load_prepared(data)
-    cfg = TrainConfig(model="cnn", optimizer="sgd", lr=0.1, batch_size=32, weight_decay=0.0,
+    cfg = TrainConfig.from_config(dict(
+        model="cnn", optimizer="sgd", lr=0.1, batch_size=32, weight_decay=0.0,
                       seed=1, epochs=2, model_options={"width": 2, "hidden": 8},
-                      snapshot_steps=[2, 5], eval_batch_size=512)
+                      snapshot_steps=[2, 5], eval_batch_size=512))
     train_run(cfg, train, test, root / "run", fingerprint=fp, device="cpu", progress=False)
     return root
 
@@ -59,10 +60,10 @@ def shard(root: Path, i: int, n: int, plan: str = "plan.pt", run: str = "run") -
 def gather(root: Path, parts: list[dict[str, Path]], pca: list[Path], tag: str) -> dict[str, Path]:
     out = {k: root / f"gathered_{tag}_{t}.parquet" for k, t in TABLES.items()}
     out["pca"] = root / f"gathered_{tag}_pca.parquet"
-    args = ["slices-gather"]
-    for k in TABLES:
-        args += [f"--in-{k}", *[str(p[k]) for p in parts], f"--out-{k}", str(out[k])]
-    args += ["--in-pca", *map(str, pca), "--out-pca", str(out["pca"])]
+    args = ["gather"]
+    for k, table in TABLES.items():
+        args += ["--table", table, "--out", str(out[k]), "--inputs", *[str(p[k]) for p in parts]]
+    args += ["--table", "pca_variance", "--out", str(out["pca"]), "--inputs", *map(str, pca)]
     assert main(args) == 0
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -30,7 +32,32 @@ def test_missing_or_extra_columns_rejected(tmp_path):
         write_table(pd.DataFrame([{"run": "a", "stage": "b"}]), "skipped", tmp_path / "x.parquet")
     with pytest.raises(ValueError, match="unexpected columns \\['extra'\\]"):
         write_table(pd.DataFrame([skipped_row(extra=1)]), "skipped", tmp_path / "x.parquet")
-    assert not list(tmp_path.iterdir()), "a failed write must leave nothing behind"
+
+
+def test_interrupted_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    """The writer dies after putting real bytes on disk: no partial file may remain and the
+    previous version of the table must still read back unchanged."""
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    write_table(pd.DataFrame([skipped_row()]), "skipped", p)
+    before = p.read_bytes()
+    real = pq.write_table
+    written = []
+
+    def dies_midway(table, where, **kw):
+        real(table, where, **kw)
+        Path(where).write_bytes(Path(where).read_bytes()[:100])  # a torn file on disk
+        written.append(Path(where).stat().st_size)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", dies_midway)
+    with pytest.raises(OSError, match="disk full"):
+        write_table(pd.DataFrame([skipped_row(run="new")]), "skipped", p)
+    assert written and written[0] > 0, "the write must really have started"
+    assert [f.name for f in tmp_path.iterdir()] == ["t.parquet"], "partial file left behind"
+    assert p.read_bytes() == before
+    assert read_table(p, "skipped")["run"].tolist() == ["r1"]
 
 
 def test_wrong_table_name_detected(tmp_path):

@@ -14,8 +14,9 @@ import torch
 
 from landscape.checkpoints import load_checkpoint, load_snapshots
 from landscape.io import tensor_digest
+from landscape.study import run_id
 from landscape.tables import read_table
-from landscape.train import TrainConfig, parse_run_id, run_id, train_run
+from landscape.train import TrainConfig, train_run
 
 from .conftest import REPO
 
@@ -24,16 +25,22 @@ def cfg(**kw) -> TrainConfig:
     base = dict(model="cnn", optimizer="sgd", lr=0.05, batch_size=32, weight_decay=0.0, seed=1,
                 epochs=2, model_options={"width": 2, "hidden": 8}, snapshot_steps=[2, 5])
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_config(base)
 
 
-def test_run_id_roundtrip():
-    rid = run_id("cnn_bn", "adam", 1e-05, 64, 0.0005, 3)
-    assert rid == "cnn_bn_adam_lr1e-05_bs64_wd0.0005_s3"
-    assert parse_run_id(rid) == {"model": "cnn_bn", "optimizer": "adam", "lr": 1e-05,
-                                 "batch_size": 64, "weight_decay": 0.0005, "seed": 3}
-    with pytest.raises(ValueError, match="Malformed run id"):
-        parse_run_id("cnn-sgd")
+def test_run_id_format():
+    assert run_id("cnn_bn", "adam", 1e-05, 64, 0.0005, 3) == "cnn_bn_adam_lr1e-05_bs64_wd0.0005_s3"
+
+
+def test_train_config_takes_defaults_from_the_schema():
+    from landscape.config import defaults
+
+    c = TrainConfig.from_config(dict(model="cnn", optimizer="sgd", lr=0.1, batch_size=8,
+                                     weight_decay=0.0, seed=1))
+    assert c.epochs == defaults("train")["epochs"]
+    assert c.model_options == defaults("models", "cnn")
+    with pytest.raises(TypeError):
+        TrainConfig(model="cnn", optimizer="sgd", lr=0.1, batch_size=8, weight_decay=0.0, seed=1)
 
 
 def test_outputs_and_learning(tmp_path, tiny_splits):
@@ -95,10 +102,11 @@ def test_resume_state_of_other_config_is_ignored(tmp_path, tiny_splits):
 
 
 def _train_cmd(data, out, epochs):
-    params = json.dumps({"epochs": epochs, "snapshot_steps": [3],
+    params = json.dumps({"model": "cnn", "optimizer": "sgd", "lr": 0.05, "batch_size": 16,
+                         "weight_decay": 0.0, "seed": 1, "epochs": epochs, "snapshot_steps": [3],
                          "model_options": {"width": 4, "hidden": 16}})
     return [sys.executable, "-m", "landscape", "train", "--threads", "1", "--data", str(data),
-            "--run", "cnn_sgd_lr0.05_bs16_wd0_s1", "--params", params, "--device", "cpu",
+            "--params", params, "--device", "cpu",
             "--out", str(out), "--no-progress"]
 
 
@@ -131,6 +139,19 @@ def test_divergence_is_recorded(tmp_path, tiny_splits):
     r = read_table(tmp_path / "run.parquet", "runs").iloc[0]
     assert r["status"] == "diverged" and r["diverged_step"] == s["diverged_step"]
     assert load_checkpoint(tmp_path / "checkpoint.pt")["meta"]["status"] == "diverged"
+
+
+def test_nan_written_by_the_last_step_is_divergence(tmp_path, tiny_splits):
+    """One step per epoch with a huge η: the forward loss before the step is finite, the step
+    writes inf/NaN into the weights. Such a run must be `diverged`, not `ok`."""
+    n = len(tiny_splits[0])
+    s = train_run(cfg(lr=1e30, epochs=1, batch_size=n, snapshot_steps=[]), *tiny_splits,
+                  tmp_path, progress=False)
+    assert s["status"] == "diverged" and s["diverged_step"] == 1
+    r = read_table(tmp_path / "run.parquet", "runs").iloc[0]
+    assert r["status"] == "diverged"
+    m = read_table(tmp_path / "metrics.parquet", "training")
+    assert m["train_loss"].notna().all() and m["epoch"].tolist() == [0]
 
 
 def test_bad_optimizer_named():

@@ -40,7 +40,7 @@ def copy_repo(dest: Path) -> Path:
 
 def snakemake(repo: Path, *args: str, config: str = "tests/smoke.yaml", check: bool = True):
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    out = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", config, *args], cwd=repo,
+    out = subprocess.run([*SNAKEMAKE, "--cores", "2", *args, "--configfile", config], cwd=repo,
                          env=env, capture_output=True, text=True)
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
@@ -225,3 +225,31 @@ def test_report_is_built(smoke):
     assert "Study grid: models cnn" in html  # the templated description rendered
     for fig in ("training_curves.png", "hessian_density.png", "slices_1d.png"):
         assert fig in html
+
+
+def test_run_table_gives_each_model_its_own_options(smoke):
+    """`cnn_bn_…` run ids start with `cnn_`: the run table, not the id string, picks the model.
+    The cnn_bn runs are trained with BatchNorm and only they rerun when models.cnn_bn changes."""
+    import torch
+
+    def two_models(c, width=3):
+        c["results_dir"] = "results/two_models"
+        c["study"].update(model=["cnn", "cnn_bn"], batch_size=[256])
+        c["models"] = {"cnn": {"width": 4, "hidden": 16}, "cnn_bn": {"width": width, "hidden": 8}}
+        c["train"]["epochs"] = 1
+
+    name = write_config(smoke, "two.yaml", two_models)
+    targets = [f"results/two_models/runs/{m}_sgd_lr0.05_bs256_wd0_s1/checkpoint.pt"
+               for m in ("cnn", "cnn_bn")]
+    snakemake(smoke, *targets, config=name)
+    bn = torch.load(smoke / targets[1], weights_only=False)
+    assert bn["meta"]["config"]["model"] == "cnn_bn"
+    assert bn["meta"]["config"]["model_options"] == {"width": 3, "hidden": 8}
+    assert any("running_mean" in k for k in bn["state_dict"])
+    plain = torch.load(smoke / targets[0], weights_only=False)
+    assert not any("running_mean" in k for k in plain["state_dict"])
+
+    edited = write_config(smoke, "two_edit.yaml", lambda c: two_models(c, width=5))
+    out = snakemake(smoke, "-n", *targets, config=edited)
+    assert re.findall(r"rule train:.*?wildcards: run=(\S+)", out.stdout + out.stderr, re.S) == [
+        "cnn_bn_sgd_lr0.05_bs256_wd0_s1"]

@@ -2,7 +2,7 @@
 ``hessian_density`` tables (see ``landscape.tables``), and the sharpness trajectory rows.
 
 ``CurvatureOptions`` mirrors the config's ``hessian`` section (documented in
-``workflow/schemas/config.schema.yaml``); functions here take tensors and models and return
+``landscape/config.schema.yaml``); functions here take tensors and models and return
 DataFrames without the run/eval-set columns, which the stage adds.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -28,33 +28,33 @@ from .trace import ESTIMATORS, estimate_trace
 class EigOptions:
     """Lanczos top-k/λ_min and the power-iteration comparison (``power_k`` = 0 skips it)."""
 
-    top_k: int = 3
-    smallest: bool = True
-    tol: float = 1e-3
-    max_iter: int = 80
-    power_k: int = 1
-    power_tol: float = 1e-3
-    power_max_iter: int = 100
+    top_k: int
+    smallest: bool
+    tol: float
+    max_iter: int
+    power_k: int
+    power_tol: float
+    power_max_iter: int
 
 
 @dataclass
 class DensityOptions:
     """SLQ over ``n_starts`` starts: the eigenvalue Lanczos run (free) and ``n_starts`` − 1 more
-    Rademacher starts of ``n_steps`` steps; Gaussian σ relative to the node range; ``grid_size``
-    points (``n_starts`` = 0 skips the density)."""
+    Rademacher starts of ``n_steps`` steps; Gaussian σ = ``sigma_scale`` × node range / (m − 1);
+    ``grid_size`` points (``n_starts`` = 0 skips the density)."""
 
-    n_starts: int = 3
-    n_steps: int = 12
-    sigma_rel: float = 0.01
-    grid_size: int = 400
+    n_starts: int
+    n_steps: int
+    sigma_scale: float
+    grid_size: int
 
 
 @dataclass
 class SharpnessOptions:
     """λ_max at every snapshot: Lanczos tolerance (relative residual) and product cap."""
 
-    tol: float = 1e-2
-    max_iter: int = 40
+    tol: float
+    max_iter: int
 
 
 def _sub(cls, value):
@@ -63,8 +63,10 @@ def _sub(cls, value):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - names)
     if unknown:
-        raise ValueError(f"Unknown option(s) {unknown} for {cls.__name__}; allowed are "
-                         f"{sorted(names)}.")
+        from ..config import ConfigError
+
+        raise ConfigError(f"Unknown option(s) {unknown} for {cls.__name__}; allowed are "
+                          f"{sorted(names)}.")
     return cls(**value)
 
 
@@ -72,14 +74,14 @@ def _sub(cls, value):
 class CurvatureOptions:
     """All settings of the curvature stage except the evaluation set itself."""
 
-    batch_size: int | None = 128
-    hvp_method: str = "auto"
-    max_cache_mb: float = 1024.0
-    seed: int = 0
-    eigs: EigOptions = field(default_factory=EigOptions)
-    trace: dict = field(default_factory=lambda: {"hutchinson": 12, "hutchpp": 12})
-    density: DensityOptions = field(default_factory=DensityOptions)
-    sharpness: SharpnessOptions = field(default_factory=SharpnessOptions)
+    batch_size: int | None
+    hvp_method: str
+    max_cache_mb: float
+    seed: int
+    eigs: EigOptions
+    trace: dict
+    density: DensityOptions
+    sharpness: SharpnessOptions
 
     def __post_init__(self) -> None:
         self.eigs = _sub(EigOptions, self.eigs)
@@ -95,9 +97,13 @@ class CurvatureOptions:
 
     @classmethod
     def from_params(cls, params: dict) -> CurvatureOptions:
-        """Build from the config's ``hessian`` section; evaluation-set keys are ignored here."""
+        """Build from the config's ``hessian`` section (partial sections take the schema's
+        defaults, the only place they are written); evaluation-set keys are ignored here."""
+        from ..config import with_defaults
+
         keep = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in keep})
+        full = with_defaults(params, "hessian")
+        return cls(**{k: v for k, v in full.items() if k in keep})
 
 
 def _progress(desc: str, enabled: bool):
@@ -144,6 +150,8 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
         rows.append({**common, "which": "smallest_algebraic", "k": 1, "eigenvalue": res.smallest,
                      "residual": max(res.smallest_residual, floor),
                      "converged": res.smallest_converged})
+    for row in rows:
+        row["relative_residual"] = row["residual"] / max(abs(row["eigenvalue"]), 1e-300)
     if e.power_k > 0:
         t0, n0 = time.perf_counter(), op.n_hvp
         pw = power_iteration(op.matvec, op.dim, k=e.power_k, tol=e.power_tol,
@@ -154,7 +162,8 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
                   "seconds": time.perf_counter() - t0, "which": "largest_magnitude"}
         for i in range(e.power_k):
             rows.append({**common, "k": i + 1, "eigenvalue": pw.values[i],
-                         "residual": pw.residuals[i], "converged": bool(pw.converged[i])})
+                         "residual": pw.residuals[i], "converged": bool(pw.converged[i]),
+                         "relative_residual": pw.residuals[i] / max(abs(pw.values[i]), 1e-300)})
     out["eigs"] = pd.DataFrame(rows)
 
     rows = []
@@ -164,16 +173,19 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
         t0 = time.perf_counter()
         est = estimate_trace(method, op.matvec, op.dim, int(n),
                              torch.Generator().manual_seed(opts.seed + 10 + j), op.device, bar)
+        lo, hi = est.interval(0.95)
         rows.append({"method": method, "trace": est.trace, "std_error": est.std_error,
+                     "ci_low": lo, "ci_high": hi, "n_samples": len(est.samples),
                      "n_hvp": est.n_hvp, "seconds": time.perf_counter() - t0,
                      "n_params": op.dim})
-    out["trace"] = pd.DataFrame(rows, columns=["method", "trace", "std_error", "n_hvp",
-                                               "seconds", "n_params"])
+    out["trace"] = pd.DataFrame(rows, columns=["method", "trace", "std_error", "ci_low",
+                                               "ci_high", "n_samples", "n_hvp", "seconds",
+                                               "n_params"])
 
     d = opts.density
     if d.n_starts > 0:
         dens = spectral_density(op.matvec, op.dim, n_starts=d.n_starts, n_steps=d.n_steps,
-                                sigma_rel=d.sigma_rel, grid_size=d.grid_size,
+                                sigma_scale=d.sigma_scale, grid_size=d.grid_size,
                                 generator=torch.Generator().manual_seed(opts.seed + 20),
                                 device=op.device, first=(res.ritz_values, res.ritz_weights),
                                 progress=bar)

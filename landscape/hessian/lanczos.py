@@ -31,8 +31,10 @@ import torch
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
-class NonFiniteError(ValueError):
-    """A Hessian-vector product overflowed (inf/NaN): the loss surface is not finite here."""
+class NonFiniteError(FloatingPointError, ValueError):
+    """A Hessian-vector product overflowed (inf/NaN): the loss surface is not finite here.
+
+    Raised by ``HessianOperator.matvec`` and by the solvers; catch this one class."""
 
 
 def random_start(dim: int, generator: torch.Generator, device: torch.device | str = "cpu",
@@ -124,7 +126,8 @@ class EigResult:
 
     ``largest``: the k largest algebraic eigenvalues, descending (``largest[0]`` = λ_max);
     ``smallest``: λ_min (NaN when not requested); residuals are ‖H u − θ u‖ (absolute);
-    ``converged`` flags use residual ≤ tol · ``norm_estimate``; ``vectors`` [k, dim] are the unit
+    ``largest_converged`` flags use residual ≤ tol · ``norm_estimate``, ``smallest_converged``
+    residual ≤ tol · |λ_min| (relative to itself); ``vectors`` [k, dim] are the unit
     Ritz vectors of ``largest``; ``smallest_vector`` that of λ_min. ``ritz_values`` (ascending) and
     ``ritz_weights`` (squared first components) are the Gauss quadrature of the start vector's
     spectral measure, reusable as one start of stochastic Lanczos quadrature.
@@ -191,6 +194,9 @@ def lanczos_eigs(matvec: MatVec, dim: int, k: int = 3, smallest: bool = True, to
         largest_converged=res[order] <= tol * norm,
         smallest=float(theta[0]) if smallest else float("nan"),
         smallest_residual=float(res[0]) if smallest else float("nan"),
-        smallest_converged=bool(res[0] <= tol * norm) if smallest else False,
+        # λ_min is usually tiny next to ‖H‖: a residual ≤ tol·‖H‖ (the stopping rule) may still
+        # exceed |λ_min|, which would leave even its sign uncertain. Its flag is relative to
+        # itself, so `converged` means the value is known to `tol` of its own size.
+        smallest_converged=bool(res[0] <= tol * abs(float(theta[0]))) if smallest else False,
         norm_estimate=norm, n_hvp=run.n_hvp, vectors=vecs, smallest_vector=small_vec,
         ritz_values=theta, ritz_weights=s[0, :] ** 2)

@@ -43,6 +43,8 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn import functional as F
 
+from .lanczos import NonFiniteError
+
 METHODS = ("auto", "cached", "rev-rev", "fwd-rev")
 
 
@@ -157,7 +159,7 @@ class HessianOperator:
                                "eval mode (BatchNorm running statistics, no dropout)")
         out = self._matvec(v)
         if not bool(torch.isfinite(out).all()):
-            raise FloatingPointError(f"non-finite Hessian-vector product (product {self.n_hvp}); "
+            raise NonFiniteError(f"non-finite Hessian-vector product (product {self.n_hvp}); "
                                      "the weights or the evaluation set give inf/NaN curvature")
         return out
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,11 +15,53 @@ from ..io import atomic_path  # noqa: E402
 
 
 def save(fig, path: str | Path, dpi: int = 150) -> None:
-    """Save a figure atomically (format from the suffix) and close it."""
+    """Save a figure atomically (format from the suffix) and close it; warn (in the job's log)
+    when tick labels overlap at the produced size."""
     path = Path(path)
+    clashes = overlapping_tick_labels(fig)
+    if clashes:
+        print(f"warning: {path.name}: overlapping tick labels {clashes[:3]}")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+
+
+def log_axis(ax, which: str = "x", base: float = 10) -> None:
+    """A log scale whose tick labels stay readable at any span.
+
+    Matplotlib labels the minor ticks of an axis that spans less than a decade with strings like
+    "2×10⁰", which run into each other; here minor ticks are never labelled and the major ticks
+    are 1-2-5 per decade (plain numbers such as 0.02, 5, 200) when the span is short.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
+    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    decades = np.log10(max(hi, 1e-300) / max(lo, 1e-300)) if lo > 0 else 10.0
+    subs = (1.0, 2.0, 5.0) if decades < 2.5 and base == 10 else (1.0,)
+    axis.set_major_locator(LogLocator(base=base, subs=subs, numticks=12))
+    axis.set_minor_locator(LogLocator(base=base, subs=np.arange(2, 10) * 1.0, numticks=12))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def overlapping_tick_labels(fig) -> list[tuple[str, str]]:
+    """Pairs of visible tick labels (text) whose drawn boxes overlap, over every axis of ``fig``."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    clashes = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels(which="both")
+                      if t.get_visible() and t.get_text()]
+            boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels]
+            for i in range(len(boxes)):
+                for j in range(i + 1, len(boxes)):
+                    a, b = boxes[i][1], boxes[j][1]
+                    if a.overlaps(b) and a.width > 0 and b.width > 0:
+                        clashes.append((boxes[i][0], boxes[j][0]))
+    return clashes
 
 
 def run_label(row) -> str:

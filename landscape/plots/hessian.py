@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import run_label
+from . import log_axis, run_label
 
 ORDER = ["optimizer", "lr", "batch_size", "seed"]
 
@@ -69,8 +69,9 @@ def density_grid(density: pd.DataFrame, eigs: pd.DataFrame, runs: pd.DataFrame) 
     for ax in axes[:, 0]:
         ax.set_ylabel("density ρ(λ)")
     first = density.iloc[0]
-    fig.suptitle(f"Hessian spectral density (SLQ, {int(first['n_starts'])} starts; "
-                 f"Gaussian σ = 1 % of the range) on {first['eval_set']}", fontsize=10)
+    fig.suptitle(f"Hessian spectral density (SLQ, {int(first['n_starts'])} starts, "
+                 f"{int(first['n_steps'])} steps; Gaussian σ from the node count) on "
+                 f"{first['eval_set']}", fontsize=10)
     _skipped_note(fig, runs, order["run"])
     fig.tight_layout()
     return fig
@@ -113,7 +114,7 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
                             fmt=markers[bs], color=colour, ms=6, capsize=2, ls="none",
                             label=f"η={lr:g}, B={bs}")
             if (df[xcol] > 0).all():
-                ax.set_xscale("log")
+                log_axis(ax, "x")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_title(_kendall(df[xcol].to_numpy(float), df[ycol].to_numpy(float)),
@@ -163,7 +164,7 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
             ax.text(0.02, 0.02, "Adam: no threshold (preconditioned\nsharpness is another "
                     "operator)", transform=ax.transAxes, fontsize=7)
         ax.set_xscale("symlog", linthresh=0.1, linscale=0.6)
-        ax.set_yscale("log")
+        log_axis(ax, "y")
         ax.set_xlabel("epoch (symlog: linear below 0.1)")
         ax.set_ylabel("λ_max")
         ax.set_title(f"{opt} η={lr:g}", fontsize=10)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib import colors, ticker
+from matplotlib import colors
 
-from . import run_label
+from . import log_axis, run_label
 
 CMAP = "viridis"
 PLANE_TITLES = {"random": "random plane (filter-normalised)", "pca": "trajectory PCA plane"}
@@ -46,19 +46,8 @@ def _order(runs: pd.DataFrame, run_ids) -> list[str]:
 
 
 def _plain_log_axis(ax) -> None:
-    """Log-scale y axis with plain tick labels (0.5, 2, 30 rather than 5×10⁻¹); minor ticks are
-    labelled only when the axis spans less than about one decade. Call after plotting."""
-    ax.set_yscale("log")
-    lo, hi = ax.get_ylim()
-    fmt = ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
-    ax.yaxis.set_major_formatter(fmt)
-    if hi / lo < 150:
-        subs = (2.0, 3.0, 5.0) if hi / lo < 12 else (2.0, 5.0)
-        ax.yaxis.set_minor_locator(ticker.LogLocator(subs=subs))
-        ax.yaxis.set_minor_formatter(fmt)
-        ax.tick_params(axis="y", which="minor", labelsize=7)
-    else:
-        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    """Log-scale y axis with plain, non-overlapping tick labels. Call after plotting."""
+    log_axis(ax, "y")
 
 
 def _eval_note(df: pd.DataFrame) -> str:

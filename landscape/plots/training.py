@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import log_axis
+
 GROUP = ["model", "optimizer", "lr", "batch_size", "weight_decay"]
 
 
@@ -30,7 +32,7 @@ def training_curves(training: pd.DataFrame) -> plt.Figure:
     axes[1].set_title("test loss")
     axes[2].set_title("test accuracy")
     for ax in axes[:2]:
-        ax.set_yscale("log")
+        log_axis(ax, "y")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 from ..tables import empty, write_table
+
+
+def section(params_json: str, *name: str) -> dict:
+    """A stage's ``--params`` JSON (one config section) with the schema's defaults filled in;
+    the schema is the only place defaults are written, so stages index keys directly."""
+    from ..config import with_defaults
+
+    return with_defaults(json.loads(params_json), *name)
+
+
+def plot_options(params_json: str) -> dict:
+    """The ``plots`` section, with matplotlib's style applied."""
+    import matplotlib.pyplot as plt
+
+    params = section(params_json, "plots")
+    plt.style.use(params["style"])
+    return params
 
 
 def skip_reason(meta: dict) -> str | None:
@@ -13,8 +32,10 @@ def skip_reason(meta: dict) -> str | None:
     return None
 
 
-def write_skipped(outputs: dict[str, str], stage: str, reason: str) -> None:
-    """Write each output table empty, with the skip reason in its metadata, and say so."""
+def write_skipped(outputs: dict[str, str], stage: str, run: str, reason: str) -> None:
+    """Write each output table empty, with the run and the skip reason in its metadata (the
+    gather carries them on to ``skipped.parquet``), and say so."""
     for name, path in outputs.items():
-        write_table(empty(name), name, path, extra_meta={"skipped": reason, "stage": stage})
+        write_table(empty(name), name, path,
+                    extra_meta={"skipped": reason, "stage": stage, "run": run})
     print(f"{stage}: skipped: {reason}")

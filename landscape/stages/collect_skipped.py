@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..tables import empty, write_table
-from .gather import skipped_entries
+from ..tables import empty, skipped_entries, write_table
 
 NAME = "collect-skipped"
 HELP = "collect the runs that geometry stages skipped (e.g. diverged) into skipped.parquet"

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from ..checkpoints import load_model
-from ..data import eval_set_name, eval_subset, load_prepared
+from ..data import eval_tensors
 from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, curvature
 from ..tables import write_table
-from ._common import skip_reason, write_skipped
+from ._common import section, skip_reason, write_skipped
 
 NAME = "hessian"
 HELP = ("Hessian of one run's mean loss over its evaluation set: Lanczos top-k and λ_min, power "
         "iteration, Hutchinson/Hutch++ trace, SLQ spectral density")
-SPLITS = ("train", "test")
 
 
 def add_arguments(p) -> None:
@@ -29,22 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def eval_tensors(data: str, params: dict, device):
-    """The configured evaluation set: (x, y, eval_set name, size)."""
-    split = params.get("eval_split", "train")
-    if split not in SPLITS:
-        raise ValueError(f"Unknown eval_split {split!r}. Supported splits are {list(SPLITS)}.")
-    train, test, _ = load_prepared(data)
-    base = train if split == "train" else test
-    size, seed = params.get("eval_size"), params.get("eval_seed", 0)
-    size = None if size is None or size >= len(base) else int(size)
-    sub = eval_subset(base, size, seed)
-    x, y = sub.tensors(device)
-    return x, y, eval_set_name(split, size, seed), len(sub)
-
-
 def run(args) -> None:
-    params = json.loads(args.params)
+    params = section(args.params, "hessian")
     opts = CurvatureOptions.from_params(params)
     outputs = {"hessian_eigs": args.out_eigs, "hessian_trace": args.out_trace,
                "hessian_density": args.out_density}
@@ -52,9 +36,10 @@ def run(args) -> None:
     model, meta = load_model(args.checkpoint, dev)
     reason = skip_reason(meta)
     if reason:
-        write_skipped(outputs, NAME, reason)
+        write_skipped(outputs, NAME, meta["run"], reason)
         return
-    x, y, eval_set, eval_size = eval_tensors(args.data, params, dev)
+    x, y, eval_set, eval_size = eval_tensors(args.data, params["eval_split"],
+                                             params["eval_size"], params["eval_seed"], dev)
     t0 = time.perf_counter()
     frames = curvature(model, x, y, opts, progress=not args.no_progress)
     ids = {"run": meta["run"], "eval_set": eval_set, "eval_size": eval_size}

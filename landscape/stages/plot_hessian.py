@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from ..plots import save
 from ..plots.hessian import curvature_vs_generalisation, density_grid, sharpness_trajectories
 from ..tables import read_table
+from ._common import plot_options
 
 NAME = "plot-hessian"
 HELP = "draw spectral densities, curvature vs generalisation and sharpness along training"
@@ -25,11 +24,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    import matplotlib.pyplot as plt
-
-    params = json.loads(args.params)
-    plt.style.use(params.get("style", "default"))
-    dpi = params.get("dpi", 150)
+    dpi = plot_options(args.params)["dpi"]
     eigs = read_table(args.eigs, "hessian_eigs")
     runs = read_table(args.runs, "runs")
     save(density_grid(read_table(args.density, "hessian_density"), eigs, runs),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from ..tables import read_table
+from ._common import plot_options
 
 NAME = "plot-slices"
 HELP = "draw 1-D slice curves, per-run contour and surface plots and the small multiples"
@@ -28,14 +27,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    import matplotlib.pyplot as plt
 
     from ..plots import save  # matplotlib only in this stage's process, not in every CLI call
     from ..plots.slices import curves_1d, plane_contours, small_multiples, surface
 
-    params = json.loads(args.params)
-    plt.style.use(params.get("style", "default"))
-    dpi = params.get("dpi", 150)
+    dpi = plot_options(args.params)["dpi"]
     s1 = read_table(args.slice_1d, "slice_1d")
     s2 = read_table(args.slice_2d, "slice_2d")
     traj = read_table(args.trajectory, "trajectory_projection")

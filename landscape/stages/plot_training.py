@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from ..plots import save
 from ..plots.training import final_vs_hparams, training_curves
 from ..tables import read_table
+from ._common import plot_options
 
 NAME = "plot-training"
 HELP = "draw training curves and final metrics against hyper-parameters"
@@ -21,10 +20,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    import matplotlib.pyplot as plt
-
-    params = json.loads(args.params)
-    plt.style.use(params.get("style", "default"))
-    dpi = params.get("dpi", 150)
+    dpi = plot_options(args.params)["dpi"]
     save(training_curves(read_table(args.training, "training")), args.curves, dpi)
     save(final_vs_hparams(read_table(args.runs, "runs")), args.hparams, dpi)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from ..data import prepare
 from ..io import atomic_path
+from ._common import section
 
 NAME = "prepare-data"
 HELP = "find, verify and subset Fashion-MNIST into results/data/fashion_mnist.pt"
@@ -19,10 +18,10 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     import torch
 
-    cfg = json.loads(args.params)
-    blob = prepare(root=cfg.get("root"), download=cfg.get("download", False),
-                   train_size=cfg.get("train_size"), test_size=cfg.get("test_size"),
-                   seed=cfg.get("seed", 0), cache_dir=cfg.get("cache_dir", "results/data/download"))
+    cfg = section(args.params, "data")
+    blob = prepare(root=cfg["root"], download=cfg["download"], train_size=cfg["train_size"],
+                   test_size=cfg["test_size"], seed=cfg["seed"],
+                   cache_dir=cfg.get("cache_dir", "results/data/download"))
     with atomic_path(args.out) as tmp:
         torch.save(blob, tmp)
     print(f"wrote {args.out}: train {len(blob['train']['labels'])}, test "

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 
-import torch
-
 from ..checkpoints import load_snapshots
+from ..data import eval_tensors
 from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, sharpness
 from ..hessian.sharpness import stability_threshold, two_over_lr
 from ..models import build_model
 from ..tables import write_table
-from ..train import TrainConfig, lr_at
-from ._common import write_skipped
-from .hessian import eval_tensors
+from ..train import TrainConfig, finite_state, lr_at
+from ._common import section, write_skipped
 
 NAME = "sharpness"
 HELP = ("λ_max of the loss Hessian at every snapshot of one run, beside the edge-of-stability "
@@ -31,27 +28,24 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _finite(state: dict) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
-
-
 def run(args) -> None:
-    params = json.loads(args.params)
+    params = section(args.params, "hessian")
     opts = CurvatureOptions.from_params(params)
     dev = resolve_device(args.device)
     snaps = load_snapshots(args.snapshots)
     meta = snaps["meta"]
-    cfg = TrainConfig(**meta["config"])
+    cfg = TrainConfig.from_config(meta["config"])
     # A diverged run is measured too: its snapshots all precede the divergence (training stops
     # at the first non-finite loss before saving), and whether λ_max crossed the threshold
     # before it diverged is what the edge-of-stability figure is for.
-    keep = [i for i, s in enumerate(snaps["states"]) if _finite(s)]
+    keep = [i for i, s in enumerate(snaps["states"]) if finite_state(s)]
     if not keep:
-        write_skipped({"sharpness_trajectory": args.out}, NAME,
+        write_skipped({"sharpness_trajectory": args.out}, NAME, meta["run"],
                       f"run {meta['run']} has no snapshot with finite parameters")
         return
     model = build_model(cfg.model, **cfg.model_options).to(dev).eval()
-    x, y, eval_set, eval_size = eval_tensors(args.data, params, dev)
+    x, y, eval_set, eval_size = eval_tensors(args.data, params["eval_split"],
+                                             params["eval_size"], params["eval_seed"], dev)
     states = [{k: v.to(dev) for k, v in snaps["states"][i].items()} for i in keep]
     df = sharpness(model, states, x, y, opts, progress=not args.no_progress)
     epochs = [float(snaps["epoch"][i]) for i in keep]

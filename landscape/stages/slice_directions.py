@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from ..checkpoints import load_model, load_snapshots
 from ..io import save_verified, tensor_digest
@@ -11,7 +10,7 @@ from ..models import has_batchnorm
 from ..params import buffers_from_state, detached, from_state, parameters
 from ..slices import SliceSpec, pca_variance_frame, plan_slices
 from ..tables import write_table
-from ._common import skip_reason, write_skipped
+from ._common import section, skip_reason, write_skipped
 
 NAME = "slice-directions"
 HELP = ("build one run's slice directions (filter-normalised random, init→final, trajectory PCA) "
@@ -27,13 +26,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    params = json.loads(args.params)
+    params = section(args.params, "slices")
     model, meta = load_model(args.checkpoint, "cpu")
     run_id = meta["run"]
     reason = skip_reason(meta)
     if reason:
         save_verified(args.out, {"kind": "slice_plan", "run": run_id, "skipped": reason})
-        write_skipped({"pca_variance": args.pca}, NAME, reason)
+        write_skipped({"pca_variance": args.pca}, NAME, run_id, reason)
         return
     spec = SliceSpec.from_config(params)
     weights = detached(parameters(model))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from ..checkpoints import load_model
@@ -20,7 +19,7 @@ from ..slices import (
     use_channels_last,
 )
 from ..tables import write_table
-from ._common import skip_reason, write_skipped
+from ._common import section, skip_reason, write_skipped
 
 NAME = "slices"
 HELP = ("evaluate shard i of N of a run's slice points (written in place into the model) and "
@@ -49,7 +48,7 @@ def _subset(split, size, seed, name):
 
 
 def run(args) -> None:
-    cfg = json.loads(args.params)
+    cfg = section(args.params, "slices")
     outputs = {"slice_1d": args.out_1d, "slice_2d": args.out_2d,
                "trajectory_projection": args.out_trajectory}
     start_time = time.perf_counter()
@@ -61,7 +60,7 @@ def run(args) -> None:
                              f"{REMEDY}.")
     reason = skip_reason(meta) or blob.get("skipped")
     if reason:
-        write_skipped(outputs, NAME, reason)
+        write_skipped(outputs, NAME, meta["run"], reason)
         return
     if blob["run"] != meta["run"] or blob["weights_digest"] != tensor_digest(
             detached([p.cpu() for p in parameters(model)])):
@@ -71,15 +70,15 @@ def run(args) -> None:
     start, stop = shard_bounds(len(plan.points), args.shard, args.shards)
 
     train, test, _ = load_prepared(args.data)
-    seed = cfg.get("subset_seed", 0)
-    tr, tr_name = _subset(train, cfg.get("train_size"), seed, "train")
-    te, te_name = _subset(test, cfg.get("test_size"), seed, "test")
+    seed = cfg["subset_seed"]
+    tr, tr_name = _subset(train, cfg["train_size"], seed, "train")
+    te, te_name = _subset(test, cfg["test_size"], seed, "test")
     x_tr, y_tr = tr.tensors(dev)
     x_te, y_te = te.tensors(dev)
-    if cfg.get("channels_last", True):
+    if cfg["channels_last"]:
         x_tr, x_te = use_channels_last(model, x_tr, x_te)
-    recompute = bool(cfg.get("recompute_bn", False)) and has_batchnorm(model)
-    batch_size = int(cfg.get("batch_size", 64))
+    recompute = bool(cfg["recompute_bn"]) and has_batchnorm(model)
+    batch_size = int(cfg["batch_size"])
     data = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
     with PointEvaluator(model, data, batch_size, bn_data=x_tr if recompute else None) as ev:
         t0 = time.perf_counter()

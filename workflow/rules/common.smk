@@ -1,13 +1,13 @@
 import json
+import re
 import sys
-from pathlib import Path
 
 from landscape.config import ConfigError, validate
-from landscape.study import sources, study_runs, train_params, use_this_python
+from landscape.study import run_table, runs_with_seeds, sources, train_params, use_this_python
 
 
 try:
-    _validated = validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+    _validated = validate(config)  # landscape/config.schema.yaml (workflow/schemas/ links it)
 except ConfigError as exc:
     sys.stderr.write(f"{exc}\n")
     raise SystemExit(1)
@@ -18,12 +18,29 @@ config.update(_validated)
 # PATH so that `python -m landscape` in the rules' shell commands is this interpreter.
 use_this_python()
 ENV = "../../environment.yml"
-RUNS = study_runs(config)
+# The study as a run table (one row per run, index = run id), like a sample sheet: rules look
+# runs up by the {run} wildcard and never parse run ids.
+RUN_TABLE = run_table(config)
+RUNS = list(RUN_TABLE.index)
 RES = config["results_dir"].rstrip("/")
 
 
 wildcard_constraints:
-    run="[A-Za-z0-9_.+-]+",
+    run="|".join(re.escape(r) for r in RUNS) or "NO_RUNS",
+
+
+# Gather, plot and collect rules are cheap: they run in the Snakemake process's machine, never
+# as cluster jobs (a SLURM submission costs more than the work).
+localrules:
+    prepare_data,
+    gather_training,
+    gather_runs,
+    plot_training,
+    gather_hessian,
+    plot_hessian,
+    gather_slices,
+    plot_slices,
+    collect_skipped,
 
 
 def src(*stages):
@@ -36,8 +53,28 @@ def as_json(obj):
 
 
 def run_train_params(wildcards):
-    model = next(m for m in config["study"]["model"] if wildcards.run.startswith(f"{m}_"))
-    return as_json(train_params(config, model))
+    """The run's row of the run table, the `train` section and its model's options."""
+    return as_json(train_params(config, RUN_TABLE, wildcards.run))
+
+
+def run_folder(wildcards):
+    return f"{RES}/runs/{wildcards.run}"
+
+
+def seed_runs(section):
+    """Runs whose seed is in `config[section]["seeds"]` (null: the first study seed)."""
+    try:
+        return runs_with_seeds(RUN_TABLE, config[section]["seeds"], f"{section}.seeds")
+    except ValueError as exc:
+        sys.stderr.write(f"config error: {exc}\n")
+        raise SystemExit(1)
+
+
+def stage_targets(*stages):
+    """The final outputs (tables, figures) of the named stages (defined in their rule files)."""
+    outputs = {"hessian": lambda: HESSIAN_OUTPUTS,
+               "slices": lambda: SLICE_OUTPUTS if SLICE_RUNS else []}
+    return [f for s in stages for f in outputs[s]()]
 
 
 def all_targets():
@@ -48,4 +85,4 @@ def all_targets():
         f"{RES}/figures/final_vs_hparams.png",
         f"{RES}/tables/skipped.parquet",
     ]
-    return targets + hessian_targets() + slice_targets()
+    return targets + stage_targets("hessian", "slices")

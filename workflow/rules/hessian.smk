@@ -20,7 +20,6 @@ SHARPNESS_PARAMS = as_json({k: config["hessian"][k] for k in _HESSIAN_COMMON + [
 HESSIAN_OUTPUTS = [f"{RES}/tables/{t}.parquet" for t in HESSIAN_TABLES.values()] + [
     f"{RES}/figures/hessian_{name}.png" for name in ("density", "generalisation", "sharpness")
 ]
-hessian_targets = lambda: HESSIAN_OUTPUTS  # called by all_targets()
 
 
 rule hessian:
@@ -76,7 +75,7 @@ rule gather_hessian:
     input:
         **{part: expand(f"{RES}/hessian/{{run}}/{part}.parquet", run=RUNS)
            for part in HESSIAN_TABLES},
-        code=src("hessian_gather"),
+        code=src("gather"),
     output:
         **{part: f"{RES}/tables/{table}.parquet" for part, table in HESSIAN_TABLES.items()},
     conda:
@@ -84,10 +83,12 @@ rule gather_hessian:
     log:
         f"{RES}/logs/gather_hessian.log",
     shell:
-        "python -m landscape hessian-gather --in-eigs {input.eigs} --in-trace {input.trace}"
-        " --in-density {input.density} --in-sharpness {input.sharpness}"
-        " --out-eigs {output.eigs} --out-trace {output.trace} --out-density {output.density}"
-        " --out-sharpness {output.sharpness} > {log} 2>&1"
+        "python -m landscape gather"
+        " --table hessian_eigs --out {output.eigs} --inputs {input.eigs}"
+        " --table hessian_trace --out {output.trace} --inputs {input.trace}"
+        " --table hessian_density --out {output.density} --inputs {input.density}"
+        " --table sharpness_trajectory --out {output.sharpness} --inputs {input.sharpness}"
+        " > {log} 2>&1"
 
 
 rule plot_hessian:

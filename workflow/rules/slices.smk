@@ -4,14 +4,7 @@
 #   slice_shard (per run, shard) -> runs/{run}/slices/shard{shard}of{shards}/*.parquet
 #   gather_slices                -> tables/slice_1d, slice_2d, trajectory_projection, pca_variance
 #   plot_slices                  -> figures/slices_*.png, figures/slices/{contour,surface}_{run}.png
-from landscape.slices import SliceSpec, select_runs
-
-try:
-    SliceSpec.from_config(config["slices"])  # checks what the schema cannot (odd grid sizes, ...)
-    SLICE_RUNS = select_runs(RUNS, config["slices"]["seeds"], config["study"]["seed"])
-except ValueError as exc:
-    sys.stderr.write(f"config error: {exc}\n")
-    raise SystemExit(1)
+SLICE_RUNS = seed_runs("slices")  # config cross-checks (odd grids, ...) ran in validate()
 SLICE_SHARDS = config["slices"]["shards"]
 SLICE_EVAL_KEYS = ["train_size", "test_size", "subset_seed", "batch_size", "channels_last",
                    "recompute_bn"]
@@ -24,8 +17,7 @@ wildcard_constraints:
 
 
 # The part of `slices` that shapes directions and grids (a change reruns everything), and the
-# part that shapes evaluation (a change reruns only the shards). No `def`s here: the helpers
-# are values, so this file holds rules only.
+# part that shapes evaluation (a change reruns only the shards).
 SLICE_PLAN_PARAMS = as_json({k: v for k, v in config["slices"].items()
                              if k not in {*SLICE_EVAL_KEYS, "seeds", "shards"}})
 SLICE_EVAL_PARAMS = as_json({k: config["slices"][k] for k in SLICE_EVAL_KEYS})
@@ -41,7 +33,6 @@ SLICE_OUTPUTS = (
     + [f"{RES}/figures/slices_1d.png", f"{RES}/figures/slices_multiples.png"]
     + SLICE_RUN_FIGURES["contour"] + SLICE_RUN_FIGURES["surface"]
 )
-slice_targets = lambda: SLICE_OUTPUTS if SLICE_RUNS else []  # called by all_targets()
 
 
 rule slice_directions:
@@ -96,7 +87,7 @@ rule gather_slices:
     input:
         **SLICE_SHARD_FILES,
         pca=expand(f"{RES}/runs/{{run}}/slices/pca_variance.parquet", run=SLICE_RUNS),
-        code=src("slices_gather"),
+        code=src("gather"),
     output:
         **{key: f"{RES}/tables/{table}.parquet" for key, table in SLICE_TABLES.items()},
         pca=f"{RES}/tables/pca_variance.parquet",
@@ -105,9 +96,11 @@ rule gather_slices:
     log:
         f"{RES}/logs/gather_slices.log",
     shell:
-        "python -m landscape slices-gather --in-1d {input.one_d} --in-2d {input.two_d}"
-        " --in-trajectory {input.trajectory} --in-pca {input.pca} --out-1d {output.one_d}"
-        " --out-2d {output.two_d} --out-trajectory {output.trajectory} --out-pca {output.pca}"
+        "python -m landscape gather"
+        " --table slice_1d --out {output.one_d} --inputs {input.one_d}"
+        " --table slice_2d --out {output.two_d} --inputs {input.two_d}"
+        " --table trajectory_projection --out {output.trajectory} --inputs {input.trajectory}"
+        " --table pca_variance --out {output.pca} --inputs {input.pca}"
         " > {log} 2>&1"
 
 

@@ -10,7 +10,7 @@ rule train:
     params:
         train=run_train_params,
         device=config["device"],
-        out=lambda w: f"{RES}/runs/{w.run}",
+        out=run_folder,
     conda:
         ENV
     log:
@@ -19,7 +19,7 @@ rule train:
         f"{RES}/benchmarks/train/{{run}}.tsv"
     threads: 1
     shell:
-        "python -m landscape train --threads {threads} --data {input.data} --run {wildcards.run}"
+        "python -m landscape train --threads {threads} --data {input.data}"
         " --params {params.train:q} --device {params.device} --out {params.out} > {log} 2>&1"
 
 
@@ -34,8 +34,8 @@ rule gather_training:
     log:
         f"{RES}/logs/gather_training.log",
     shell:
-        "python -m landscape gather --table training --sort run epoch --out {output}"
-        " {input.metrics} > {log} 2>&1"
+        "python -m landscape gather --table training --out {output} --inputs {input.metrics}"
+        " > {log} 2>&1"
 
 
 rule gather_runs:
@@ -49,7 +49,7 @@ rule gather_runs:
     log:
         f"{RES}/logs/gather_runs.log",
     shell:
-        "python -m landscape gather --table runs --sort run --out {output} {input.runs} > {log} 2>&1"
+        "python -m landscape gather --table runs --out {output} --inputs {input.runs} > {log} 2>&1"
 
 
 rule plot_training:
