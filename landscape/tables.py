@@ -187,6 +187,10 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("eos_threshold", "float64", "(2 + 2β)/η: stability limit of SGD with momentum β "
             "(Cohen et al. 2021); NaN for adam"),
     ],
+    # ---- connectivity (landscape/connectivity/; stages/connectivity.py) ----
+    # ---- end connectivity ----
+    # ---- robustness and generalisation (landscape/robustness/, generalisation.py) ----
+    # ---- end robustness ----
     "skipped": [
         Col("run", "string", "run identifier"),
         Col("stage", "string", "stage that skipped the run"),
@@ -208,6 +212,8 @@ SORT_KEYS: dict[str, list[str]] = {
     "hessian_trace": ["run", "method"],
     "hessian_density": ["run", "eigenvalue"],
     "sharpness_trajectory": ["run", "step"],
+    # connectivity sort keys
+    # robustness sort keys
     "skipped": ["run", "stage"],
 }
 

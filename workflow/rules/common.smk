@@ -73,7 +73,10 @@ def seed_runs(section):
 def stage_targets(*stages):
     """The final outputs (tables, figures) of the named stages (defined in their rule files)."""
     outputs = {"hessian": lambda: HESSIAN_OUTPUTS,
-               "slices": lambda: SLICE_OUTPUTS if SLICE_RUNS else []}
+               "slices": lambda: SLICE_OUTPUTS if SLICE_RUNS else [],
+               # "connectivity": lambda: CONNECTIVITY_OUTPUTS,
+               # "robustness": lambda: ROBUSTNESS_OUTPUTS,
+               }
     return [f for s in stages for f in outputs[s]()]
 
 
