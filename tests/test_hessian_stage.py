@@ -20,7 +20,7 @@ PARAMS = {"eval_size": 64, "eval_seed": 0, "batch_size": 16, "seed": 0,
           "eigs": {"top_k": 2, "tol": 1e-3, "max_iter": 40, "power_k": 1, "power_max_iter": 30},
           "trace": {"hutchinson": 6, "hutchpp": 6},
           "density": {"n_starts": 2, "n_steps": 6, "grid_size": 64},
-          "sharpness": {"tol": 3e-2, "max_iter": 15}}
+          "sharpness": {"tol": 3e-2, "max_iter": 15}, "repeats": 2}
 
 
 def make_run(folder, prepared, **kw):
@@ -43,13 +43,15 @@ def trained(tmp_path_factory):
 
 
 def run_hessian(root, prepared, run, params=PARAMS, tag="a"):
-    out = {k: root / f"{tag}_{k}.parquet" for k in ("eigs", "trace", "density")}
+    out = {k: root / f"{tag}_{k}.parquet" for k in ("eigs", "trace", "density", "repeats")}
     rc = main(["hessian", "--threads", "1", "--data", str(prepared), "--checkpoint",
                str(run / "checkpoint.pt"), "--params", json.dumps(params), "--device", "cpu",
                "--out-eigs", str(out["eigs"]), "--out-trace", str(out["trace"]),
-               "--out-density", str(out["density"]), "--no-progress"])
+               "--out-density", str(out["density"]), "--out-repeats", str(out["repeats"]),
+               "--no-progress"])
     assert rc == 0
-    return {k: read_table(p, f"hessian_{k}") for k, p in out.items()}, out
+    names = {"repeats": "curvature_repeats"}
+    return {k: read_table(p, names.get(k, f"hessian_{k}")) for k, p in out.items()}, out
 
 
 def run_sharpness(root, prepared, run, params=PARAMS, tag="a"):
@@ -167,12 +169,12 @@ def test_unknown_options_are_errors(trained, capsys):
     bad = {**PARAMS, "eigs": {**PARAMS["eigs"], "topk": 3}}
     rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
                "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
-               "--out-density", "c"])
+               "--out-density", "c", "--out-repeats", "d"])
     assert rc == 1 and "Unknown option(s) ['topk'] for EigOptions" in capsys.readouterr().err
     bad = {**PARAMS, "eval_split": "valid"}
     rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
                "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
-               "--out-density", "c", "--no-progress"])
+               "--out-density", "c", "--out-repeats", "d", "--no-progress"])
     assert rc == 1 and "Unknown split 'valid'" in capsys.readouterr().err
 
 
@@ -227,3 +229,18 @@ def test_gather_of_several_tables_carries_skips(trained, tmp_path):
     sharp = read_table(outs["sharpness"], "sharpness_trajectory")
     assert sharp["run"].tolist() == sorted(sharp["run"])  # both runs, sorted by run then step
     assert "skipped_runs" not in table_meta(outs["sharpness"])  # the diverged run was measured
+
+
+def test_curvature_is_repeated_on_other_subsets(trained):
+    """Subset 0 repeats the main numbers; subset 1 is another seeded subset with its own λ_max."""
+    root, prepared, run = trained
+    t, _ = run_hessian(root, prepared, run, tag="rep")
+    rep, eigs, trace = t["repeats"], t["eigs"], t["trace"]
+    assert rep["subset"].tolist() == [0, 1]
+    assert rep["eval_set"].tolist() == ["train[64,seed=0]", "train[64,seed=1]"]
+    top = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
+               & (eigs["k"] == 1)]["eigenvalue"].iloc[0]
+    assert rep["lambda_max"].iloc[0] == top
+    assert rep["trace"].iloc[0] == trace[trace["method"] == "hutchinson"]["trace"].iloc[0]
+    assert rep["lambda_max"].iloc[1] != rep["lambda_max"].iloc[0]
+    assert rep["lambda_max"].iloc[1] > 0 and np.isfinite(rep["trace"].iloc[1])

@@ -210,3 +210,28 @@ def sharpness(model: nn.Module, states: list[dict], x: torch.Tensor, y: torch.Te
                               max_cache_mb=opts.max_cache_mb, seed=opts.seed, progress=bar)
     bar.close()
     return df
+
+
+def curvature_summary(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      opts: CurvatureOptions, progress: bool = True) -> dict:
+    """λ_max (Lanczos, k = 1) and Hutchinson's tr(H) on one evaluation set: the two numbers
+    repeated on other seeded subsets to measure how much they depend on the subset drawn.
+    Same tolerance, product cap, probe count and seeds as ``curvature``."""
+    op = make_operator(model, x, y, opts)
+    bar = _progress("hessian repeat", progress)
+    t0, e = time.perf_counter(), opts.eigs
+    res = lanczos_eigs(op.matvec, op.dim, k=1, smallest=False, tol=e.tol, max_iter=e.max_iter,
+                       generator=torch.Generator().manual_seed(opts.seed), device=op.device,
+                       progress=bar)
+    n = int(opts.trace.get("hutchinson", 0))
+    est = (estimate_trace("hutchinson", op.matvec, op.dim, n,
+                          torch.Generator().manual_seed(opts.seed + 10), op.device, bar)
+           if n >= 2 else None)
+    bar.close()
+    out = {"lambda_max": float(res.largest[0]), "residual": float(res.largest_residuals[0]),
+           "converged": bool(res.largest_converged[0]),
+           "trace": est.trace if est else float("nan"),
+           "trace_std_error": est.std_error if est else float("nan"),
+           "n_hvp": op.n_hvp, "seconds": time.perf_counter() - t0}
+    op.release()
+    return out

@@ -9,13 +9,14 @@ HESSIAN_TABLES = {
     "eigs": "hessian_eigs",
     "trace": "hessian_trace",
     "density": "hessian_density",
+    "repeats": "curvature_repeats",
     "sharpness": "sharpness_trajectory",
 }
 # The config slices the per-run rules depend on (values, not functions: this file holds rules).
 _HESSIAN_COMMON = ["eval_split", "eval_size", "eval_seed", "batch_size", "hvp_method",
                    "max_cache_mb", "seed"]
 HESSIAN_PARAMS = as_json({k: config["hessian"][k]
-                          for k in _HESSIAN_COMMON + ["eigs", "trace", "density"]})
+                          for k in _HESSIAN_COMMON + ["eigs", "trace", "density", "repeats"]})
 SHARPNESS_PARAMS = as_json({k: config["hessian"][k] for k in _HESSIAN_COMMON + ["sharpness"]})
 HESSIAN_OUTPUTS = [f"{RES}/tables/{t}.parquet" for t in HESSIAN_TABLES.values()] + [
     f"{RES}/figures/hessian_{name}.png" for name in ("density", "generalisation", "sharpness")
@@ -31,6 +32,7 @@ rule hessian:
         eigs=f"{RES}/hessian/{{run}}/eigs.parquet",
         trace=f"{RES}/hessian/{{run}}/trace.parquet",
         density=f"{RES}/hessian/{{run}}/density.parquet",
+        repeats=f"{RES}/hessian/{{run}}/repeats.parquet",
     params:
         hessian=HESSIAN_PARAMS,
         device=config["device"],
@@ -45,7 +47,7 @@ rule hessian:
         "python -m landscape hessian --threads {threads} --data {input.data}"
         " --checkpoint {input.checkpoint} --params {params.hessian:q} --device {params.device}"
         " --out-eigs {output.eigs} --out-trace {output.trace} --out-density {output.density}"
-        " > {log} 2>&1"
+        " --out-repeats {output.repeats} > {log} 2>&1"
 
 
 rule sharpness:
@@ -88,6 +90,7 @@ rule gather_hessian:
         " --table hessian_trace --out {output.trace} --inputs {input.trace}"
         " --table hessian_density --out {output.density} --inputs {input.density}"
         " --table sharpness_trajectory --out {output.sharpness} --inputs {input.sharpness}"
+        " --table curvature_repeats --out {output.repeats} --inputs {input.repeats}"
         " > {log} 2>&1"
 
 
