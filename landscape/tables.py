@@ -169,6 +169,19 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("n_starts", "int64", "random starts of stochastic Lanczos quadrature"),
         Col("n_steps", "int64", "Lanczos steps per extra start"),
     ],
+    "curvature_repeats": [
+        Col("run", "string", "run identifier"),
+        Col("subset", "int64", "evaluation subset: 0 = the stage's main set (same numbers as "
+            "hessian_eigs/hessian_trace), r = seed eval_seed + r"),
+    ] + EVAL + [
+        Col("lambda_max", "float64", "largest algebraic eigenvalue (Lanczos)"),
+        Col("residual", "float64", "‖Hv − λv‖ of its Ritz vector"),
+        Col("converged", "bool", "residual ≤ tol·‖H‖"),
+        Col("trace", "float64", "Hutchinson estimate of tr(H) (NaN when hutchinson is off)"),
+        Col("trace_std_error", "float64", "its standard error over the probes"),
+        Col("n_hvp", "int64", "Hessian-vector products used on this subset"),
+        Col("seconds", "float64", "wall-clock seconds on this subset"),
+    ],
     "sharpness_trajectory": [
         Col("run", "string", "run identifier"),
     ] + EVAL + [
@@ -190,6 +203,126 @@ SCHEMAS: dict[str, list[Col]] = {
     # ---- connectivity (landscape/connectivity/; stages/connectivity.py) ----
     # ---- end connectivity ----
     # ---- robustness and generalisation (landscape/robustness/, generalisation.py) ----
+    # Weight-noise curves (landscape/robustness/noise.py): every mode × σ × draw × split of one
+    # run, on seeded evaluation subsets. σ = 0 is the unperturbed model (one evaluation, listed
+    # under every draw).
+    "robustness": [
+        Col("run", "string", "run identifier"),
+        Col("mode", "string", "absolute (δ_i ~ N(0, σ²), σ in weight units) or relative (per "
+            "filter δ_f ~ N(0, σ²‖θ_f‖²/n_f), σ a fraction of the filter's norm)"),
+        Col("sigma", "float64", "noise level σ (0: the trained weights)"),
+        Col("draw", "int64", "noise draw (0, 1, …); draw d is the same standard-normal z for "
+            "every σ and both modes (common random numbers)"),
+        Col("split", "string", "train or test"),
+        Col("loss", "float64", "mean cross-entropy over the evaluation set (nats; may be inf)"),
+        Col("accuracy", "float64", "accuracy over the evaluation set"),
+    ] + EVAL + [
+        Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated on the train subset at "
+            "every point, σ = 0 included (BatchNorm models with recompute_bn only)"),
+    ],
+    # Flatness measures of one run (landscape/robustness/sharpness.py, pacbayes.py): one row.
+    "flatness": [
+        Col("run", "string", "run identifier"),
+        Col("eval_set", "string", "training subset of the sharpness measures, e.g. "
+            "train[1024,seed=0]"),
+        Col("eval_size", "int64", "its number of samples"),
+        Col("base_loss", "float64", "L(θ): mean cross-entropy of the trained weights on it (nats)"),
+        Col("epsilon", "float64", "ε of the ε-sharpness box |δ_i| ≤ ε(|θ_i| + 1)"),
+        Col("eps_sharpness", "float64", "ε-sharpness (Keskar et al. 2017): (max L(θ+δ) − L(θ)) / "
+            "(1 + L(θ)) × 100 over the ε box, percent; a lower bound (projected sign-gradient "
+            "ascent)"),
+        Col("rho", "float64", "ρ of the adaptive box |δ_i| ≤ ρ|θ_i|"),
+        Col("adaptive_worst", "float64", "worst-case adaptive sharpness (Kwon et al. 2021; "
+            "Andriushchenko et al. 2023): max L(θ+δ) − L(θ) over the adaptive box, nats; a lower "
+            "bound (projected ascent)"),
+        Col("adaptive_average", "float64", "average-case adaptive sharpness: mean over draws of "
+            "L(θ + ρ|θ|⊙z) − L(θ), z ~ N(0, I), nats"),
+        Col("adaptive_average_se", "float64", "standard error of adaptive_average over its draws"),
+        Col("ascent_steps", "int64", "gradient steps of each projected ascent"),
+        Col("ascent_inside_box", "bool", "every ascent iterate stayed inside its box"),
+        Col("average_draws", "int64", "random δ behind adaptive_average"),
+        Col("pacbayes_eval_set", "string", "training subset the PAC-Bayes accuracy is measured on"),
+        Col("pacbayes_eval_size", "int64", "its number of samples"),
+        Col("deviation", "float64", "PAC-Bayes target: largest σ whose mean train accuracy drops "
+            "by at most this from the clean accuracy"),
+        Col("pacbayes_draws", "int64", "noise draws averaged per σ in the bisection"),
+        Col("pacbayes_sigma", "float64", "PAC-Bayes σ, isotropic noise u_i ~ N(0, σ²) (weight "
+            "units; Jiang et al. 2020)"),
+        Col("pacbayes_flatness", "float64", "1/σ² of pacbayes_sigma (larger: sharper)"),
+        Col("pacbayes_converged", "bool", "bisection bracketed σ in [lo, hi] and narrowed it to "
+            "rtol (false: pacbayes_sigma is a bound)"),
+        Col("pacbayes_mag_sigma", "float64", "magnitude-aware PAC-Bayes σ, u_i ~ N(0, σ²θ_i² + "
+            "ε'²), ε' = 1e-3 (a fraction of each weight's magnitude)"),
+        Col("pacbayes_mag_flatness", "float64", "1/σ² of pacbayes_mag_sigma (larger: sharper)"),
+        Col("pacbayes_mag_converged", "bool", "as pacbayes_converged, magnitude-aware search"),
+        Col("weight_norm", "float64", "‖θ‖₂ over every trainable entry (Frobenius norm of all "
+            "weights and biases)"),
+        Col("dist_init", "float64", "‖θ − θ₀‖₂: distance from the initialisation (snapshot at "
+            "step 0)"),
+        Col("n_params", "int64", "trainable parameters"),
+        Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated at every PAC-Bayes point "
+            "(the ascents keep the checkpoint's statistics, model in eval mode)"),
+        Col("seconds", "float64", "wall-clock seconds of the run's whole robustness job"),
+    ],
+    # The generalisation study (stages/generalisation.py): one row per finished run, every
+    # measure of the pipeline beside the generalisation gaps.
+    "measures": RUN_HPARAMS + [
+        Col("train_loss", "float64", "final training loss (runs table)"),
+        Col("train_acc", "float64", "final training accuracy"),
+        Col("test_loss", "float64", "final test loss"),
+        Col("test_acc", "float64", "final test accuracy"),
+        Col("gap_loss", "float64", "generalisation gap: test loss − train loss"),
+        Col("gap_error", "float64", "generalisation gap: test error − train error"),
+        Col("eps_sharpness", "float64", "ε-sharpness, percent (flatness table)"),
+        Col("adaptive_worst", "float64", "worst-case adaptive sharpness, nats"),
+        Col("adaptive_average", "float64", "average-case adaptive sharpness, nats"),
+        Col("pacbayes_sigma", "float64", "PAC-Bayes σ (weight units)"),
+        Col("pacbayes_flatness", "float64", "PAC-Bayes 1/σ²"),
+        Col("pacbayes_mag_sigma", "float64", "magnitude-aware PAC-Bayes σ"),
+        Col("pacbayes_mag_flatness", "float64", "magnitude-aware PAC-Bayes 1/σ²"),
+        Col("weight_norm", "float64", "‖θ‖₂ over every trainable entry"),
+        Col("dist_init", "float64", "‖θ − θ₀‖₂, distance from initialisation"),
+        Col("lambda_max", "float64", "λ_max of the loss Hessian (hessian_eigs: lanczos, "
+            "largest_algebraic, k = 1; NaN when not measured)"),
+        Col("hessian_trace", "float64", "tr(H) (hessian_trace: hutchinson; NaN when not "
+            "measured)"),
+        Col("sigma_half_absolute", "float64", "absolute weight noise σ at which the mean test "
+            "accuracy has fallen half-way from clean to chance (0.1), interpolated in log σ on "
+            "the robustness grid; NaN when not crossed or the mode is off"),
+        Col("sigma_half_relative", "float64", "the same for relative (per-filter) noise"),
+    ],
+    "correlations": [
+        Col("measure", "string", "measure: a column of the measures table"),
+        Col("family", "string", "curvature, sharpness, pac-bayes, noise or norm"),
+        Col("sign", "int64", "the measure enters τ and Ψ multiplied by this: −1 for robustness "
+            "measures (larger = flatter, e.g. σ½), +1 otherwise; τ > 0 then always means "
+            "'sharper ↔ larger gap'"),
+        Col("gap", "string", "the generalisation gap (a measures column: gap_error or gap_loss)"),
+        Col("tau", "float64", "Kendall τ_b (scipy.stats.kendalltau) of sign·measure with the gap "
+            "over all finished runs"),
+        Col("p_value", "float64", "two-sided p-value of τ = 0"),
+        Col("n", "int64", "runs with a finite measure and gap"),
+        Col("tau_lo", "float64", "bootstrap 95 % percentile interval of τ (runs resampled), low"),
+        Col("tau_hi", "float64", "bootstrap 95 % percentile interval of τ, high"),
+        Col("psi", "float64", "granulated τ Ψ (Jiang et al. 2020): τ within groups of runs that "
+            "differ in one hyper-parameter only (seed held fixed), averaged over groups, then "
+            "over the hyper-parameters"),
+        Col("psi_lo", "float64", "bootstrap 95 % interval of Ψ (same resamples as τ), low"),
+        Col("psi_hi", "float64", "bootstrap 95 % interval of Ψ, high"),
+        Col("n_groups", "int64", "groups behind Ψ, summed over the hyper-parameters"),
+        Col("hparams", "string", "hyper-parameters Ψ is over: those the finished runs vary, "
+            "seed excluded (comma-separated)"),
+        Col("n_boot", "int64", "bootstrap resamples"),
+    ],
+    "granulated": [
+        Col("measure", "string", "measure (a measures column)"),
+        Col("gap", "string", "the generalisation gap"),
+        Col("hparam", "string", "the hyper-parameter that varies within each group"),
+        Col("psi", "float64", "ψ_h: mean τ of sign·measure with the gap over the groups (NaN: "
+            "no group)"),
+        Col("n_groups", "int64", "groups averaged (same other hyper-parameters and seed, ≥ 2 "
+            "values of hparam)"),
+    ],
     # ---- end robustness ----
     "skipped": [
         Col("run", "string", "run identifier"),
@@ -212,8 +345,14 @@ SORT_KEYS: dict[str, list[str]] = {
     "hessian_trace": ["run", "method"],
     "hessian_density": ["run", "eigenvalue"],
     "sharpness_trajectory": ["run", "step"],
+    "curvature_repeats": ["run", "subset"],
     # connectivity sort keys
     # robustness sort keys
+    "robustness": ["run", "mode", "sigma", "draw", "split"],
+    "flatness": ["run"],
+    "measures": ["run"],
+    "correlations": ["gap", "measure"],
+    "granulated": ["gap", "measure", "hparam"],
     "skipped": ["run", "stage"],
 }
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
+
 from ..checkpoints import load_model
 from ..data import eval_tensors
 from ..evaluate import resolve_device
-import pandas as pd
-
 from ..hessian.analysis import CurvatureOptions, curvature, curvature_summary
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped
