@@ -1,0 +1,102 @@
+"""Stage: generated findings (findings.parquet) and the self-contained findings page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..report.findings import (
+    Finding,
+    finding_curvature,
+    finding_slices,
+    finding_training,
+    findings_frame,
+    run_table,
+)
+from ..tables import read_table, write_table
+from ._common import section
+
+NAME = "findings"
+HELP = ("generate the findings (each statement with the numbers it rests on) from the tables, "
+        "and the findings page with every figure")
+# optional input tables: flag → schema
+OPTIONAL = {"repeats": "curvature_repeats", "eigs": "hessian_eigs",
+            "sharpness": "sharpness_trajectory", "slice_1d": "slice_1d",
+            "connectivity": "connectivity", "barriers": "barriers",
+            "spawn": "spawn_barriers", "robustness": "robustness", "measures": "measures",
+            "correlations": "correlations"}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--runs", required=True, help="runs table")
+    for flag, name in OPTIONAL.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", default=None, help=f"{name} table")
+    p.add_argument("--figures", nargs="*", default=[], help="figures to embed (PNG/SVG)")
+    p.add_argument("--params", default="{}", help="JSON of the config's `report` section")
+    p.add_argument("--study", default="", help="one line describing the study")
+    p.add_argument("--out-table", required=True, help="findings table (.parquet)")
+    p.add_argument("--out-html", required=True, help="findings page (.html)")
+
+
+def load(args) -> dict[str, pd.DataFrame]:
+    tables = {"runs": read_table(args.runs, "runs")}
+    for flag, name in OPTIONAL.items():
+        path = getattr(args, flag)
+        if path:
+            tables[name] = read_table(path, name)
+    return tables
+
+
+def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFrame]:
+    """Every stage's findings (a stage without tables is simply absent) and the run table."""
+    from ..report import findings as f
+
+    runs = tables["runs"]
+    extra = []
+    if "measures" in tables:
+        keep = [c for c in tables["measures"].columns
+                if c in ("run", "eps_sharpness", "adaptive_worst", "pacbayes_mag_flatness",
+                         "sigma_half_absolute")]
+        extra.append(tables["measures"][keep])
+    if "barriers" in tables and hasattr(f, "barrier_per_run"):
+        extra.append(f.barrier_per_run(tables["barriers"]))
+    table = run_table(runs, tables.get("curvature_repeats"), extra)
+    out = finding_training(runs)
+    if "curvature_repeats" in tables:
+        out += finding_curvature(table, tables.get("sharpness_trajectory"))
+    if "slice_1d" in tables:
+        out += finding_slices(tables["slice_1d"], runs)
+    for name, fn in (("barriers", "finding_connectivity"), ("robustness", "finding_robustness"),
+                     ("correlations", "finding_generalisation")):
+        if name in tables and hasattr(f, fn):
+            out += getattr(f, fn)(tables)
+    return out, table
+
+
+def run(args) -> None:
+    from ..report.html import page
+
+    params = section(args.params, "report")
+    tables = load(args)
+    findings, table = generate(tables)
+    reference = None
+    if params["reference"]:
+        from ..report.reference import comparison, load_reference
+
+        ref = load_reference(params["reference"])
+        reference = comparison(ref, tables)
+        reference["source"] = ""
+        reference.loc[0, "source"] = " ".join(ref["source"].split())
+    write_table(findings_frame(findings).assign(order=range(len(findings))), "findings",
+                args.out_table)
+    text = page(findings, table, reference, [Path(p) for p in args.figures], params["title"],
+                args.study)
+    from ..io import atomic_path
+
+    with atomic_path(args.out_html) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    print(f"wrote {args.out_html}: {len(findings)} findings, {len(table)} runs, "
+          f"{len(args.figures)} figures")
+    for f in findings:
+        print(f"  [{f.stage}] {f.text}")
