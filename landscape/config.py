@@ -151,6 +151,9 @@ def _cross_checks(cfg: dict) -> None:
         if tr is not None and bs > tr:
             raise ConfigError(f"study.batch_size = {bs} is not allowed: expected at most "
                               f"data.train_size = {tr}")
+    from .connectivity.pairs import check_config as check_connectivity
+
+    check_connectivity(cfg, runs)  # pairs of one model, runs of the study, snapshot steps
 
 
 def validate(config: dict, schema_path: str | Path | None = None) -> dict:

@@ -206,6 +206,7 @@ def test_diverged_run_is_skipped_downstream(tmp_path):
     skipped = read_table(res / "tables/skipped.parquet", "skipped")
     assert set(skipped["run"]) == {bad}
     assert skipped["reason"].str.contains("diverged").all()
+    assert "connectivity" in set(skipped["stage"])  # its pair (η 0.05 vs 5) is skipped too
     for table in (res / "tables").glob("*.parquet"):
         df = read_table(table)
         if table.stem == "sharpness_trajectory":
@@ -216,6 +217,28 @@ def test_diverged_run_is_skipped_downstream(tmp_path):
             assert bad not in set(df["run"]), table.name
             assert len(df), f"{table.name} is empty: the healthy run was not measured"
     assert (res / "figures/training_curves.png").exists()
+
+
+def test_smoke_connectivity(smoke):
+    """The connectivity stage in the smoke study: its one pair (the two batch sizes) on three
+    paths, and three spawn steps of the first run, whose children at the final step are the run
+    itself (no training, barrier 0)."""
+    res = results(smoke)
+    paths = read_table(res / "tables/connectivity.parquet", "connectivity")
+    assert len(paths) == 3 * 7 * 2 and paths["pair"].nunique() == 1
+    assert set(paths["eval_set"]) == {"train[256,seed=0]", "test[256,seed=0]"}
+    barriers = read_table(res / "tables/barriers.parquet", "barriers")
+    assert len(barriers) == 3 * 2 and set(barriers["method"]) == {"linear", "aligned", "bezier"}
+    assert (barriers[["loss_barrier", "error_barrier"]] >= 0).all().all()
+    assert read_table(res / "tables/alignment.parquet", "alignment")["converged"].all()
+    spawn = read_table(res / "tables/spawn_barriers.parquet", "spawn_barriers")
+    assert sorted(spawn["spawn_step"].unique()) == [0, 5, 32]  # 16 steps per epoch, 2 epochs
+    assert (spawn.loc[spawn["spawn_step"] == 0, ["steps_a", "steps_b"]] == 32).all().all()
+    end = spawn[spawn["spawn_step"] == 32]
+    assert (end[["steps_a", "distance", "loss_barrier", "error_barrier"]] == 0).all().all()
+    for fig in ("connectivity_paths.png", "connectivity_barriers.png", "connectivity_spawn.png"):
+        assert (res / "figures" / fig).stat().st_size > 10_000, fig
+    assert len(list((res / "benchmarks/connectivity").glob("*.tsv"))) == 1 + 3
 
 
 def test_report_is_built(smoke):

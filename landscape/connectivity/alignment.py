@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 Perms = dict[str, torch.Tensor]
@@ -280,6 +279,8 @@ def weight_matching(model_or_spec: nn.Module | PermutationSpec,
     ``apply_permutation(model, state_b, perms)``); ``info`` with ``iterations`` (sweeps run),
     ``converged`` (bool), ``objective`` (final Σ⟨A, P(B)⟩ over the parameters) and ``seconds``.
     """
+    from scipy.optimize import linear_sum_assignment  # here: the config check imports this package
+
     t0 = time.perf_counter()
     spec = _spec(model_or_spec)
     if max_iter < 1:

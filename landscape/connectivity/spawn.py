@@ -75,12 +75,13 @@ def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, 
     ``order_seed``, ``status`` ('ok', or 'diverged' when a loss or, at an epoch end, a weight
     became non-finite; training then stops) and ``final_loss`` (mean training-batch loss of
     the last epoch it trained, NaN if none). Deterministic given its arguments (it calls
-    ``landscape.train.set_deterministic``).
+    ``landscape.train.set_deterministic`` on CUDA).
     """
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
-    set_deterministic(dev)
+    if dev.type == "cuda":  # CPU kernels are deterministic already; the switch costs seconds
+        set_deterministic(dev)  # (torch imports its compiler stack to set it)
     n = int(x.shape[0])
     per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * per_epoch
