@@ -107,3 +107,20 @@ def test_page_embeds_findings_and_numbers():
         assert item.text.replace("±", "±") in html.replace("&#x27;", "'")
         assert json.dumps(item.numbers, sort_keys=True).replace('"', "&quot;") in html
     assert "cnn_sgd_lr0.1_bs128_wd0_s2" in html and ">0.85<" in html
+
+
+def test_connectivity_findings_follow_the_barriers():
+    from landscape.report.findings import finding_connectivity
+
+    def barriers(linear, aligned):
+        rows = []
+        for i, (lin, al) in enumerate(zip(linear, aligned, strict=True)):
+            for method, v in (("linear", lin), ("aligned", al)):
+                rows.append({"pair": f"p{i}", "run_a": f"a{i}", "run_b": f"b{i}",
+                             "method": method, "split": "train", "loss_barrier": v})
+        return pd.DataFrame(rows)
+
+    f = finding_connectivity({"barriers": barriers([1.0, 2.0, 0.5], [0.2, 0.3, 0.9])})
+    assert text_of(f, "alignment").endswith("lowered the linear barrier in 2 of 3 pair(s).")
+    f = finding_connectivity({"barriers": barriers([1.0, 2.0, 0.5], [1.2, 2.3, 0.9])})
+    assert "in 0 of 3 pair(s)" in text_of(f, "alignment")

@@ -236,6 +236,115 @@ def finding_slices(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     return [Finding("slices", "random_rise", text + ".", nums)]
 
 
+def barrier_per_run(barriers: pd.DataFrame) -> pd.DataFrame:
+    """Per run: mean linear train-loss barrier over the pairs it belongs to (for the run table)."""
+    b = barriers[(barriers["method"] == "linear") & (barriers["split"] == "train")]
+    if b.empty:
+        return pd.DataFrame(columns=["run", "linear_barrier"])
+    long = pd.concat([b[["run_a", "loss_barrier"]].rename(columns={"run_a": "run"}),
+                      b[["run_b", "loss_barrier"]].rename(columns={"run_b": "run"})])
+    return (long.groupby("run")["loss_barrier"].mean().rename("linear_barrier")
+            .reset_index())
+
+
+def finding_connectivity(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """Barriers of the three paths, what alignment changed, and when spawned children connect."""
+    out = []
+    b = tables.get("barriers")
+    if b is not None and not b.empty:
+        tr = b[b["split"] == "train"]
+        methods = [m for m in ("linear", "aligned", "bezier") if m in set(tr["method"])]
+        per = {m: tr[tr["method"] == m].set_index("pair")["loss_barrier"] for m in methods}
+        n = len(per[methods[0]]) if methods else 0
+        parts = [f"{m} {fmt(per[m].median())} (range {fmt(per[m].min())} to "
+                 f"{fmt(per[m].max())})" for m in methods]
+        out.append(Finding("connectivity", "barriers",
+                           f"Train-loss barrier between minima over {n} pair(s), median by path: "
+                           + "; ".join(parts) + " (nats above the line between the endpoints).",
+                           {m: float(per[m].median()) for m in methods} | {"pairs": n}))
+        if "linear" in per and "aligned" in per:
+            both = pd.concat([per["linear"], per["aligned"]], axis=1, join="inner").dropna()
+            lower = int((both.iloc[:, 1] < both.iloc[:, 0]).sum())
+            out.append(Finding("connectivity", "alignment",
+                               f"Permutation alignment (weight matching) lowered the linear "
+                               f"barrier in {lower} of {len(both)} pair(s).",
+                               {"lower": lower, "pairs": len(both)}))
+        if "bezier" in per and "linear" in per:
+            both = pd.concat([per["linear"], per["bezier"]], axis=1, join="inner").dropna()
+            lower = int((both.iloc[:, 1] < both.iloc[:, 0]).sum())
+            out.append(Finding("connectivity", "bezier",
+                               f"The trained Bézier curve had a lower barrier than the straight "
+                               f"line in {lower} of {len(both)} pair(s).",
+                               {"lower": lower, "pairs": len(both)}))
+    sp = tables.get("spawn_barriers")
+    if sp is not None and not sp.empty:
+        tr = sp[sp["split"] == "train"].sort_values("spawn_step")
+        for run, g in tr.groupby("run"):
+            steps = ", ".join(f"k = {int(r.spawn_step)}: {fmt(r.loss_barrier)}"
+                              for r in g.itertuples())
+            first = g.iloc[0]
+            scale = max(float(np.nanmean([first["loss_a"], first["loss_b"]])), 1e-12)
+            small = g[g["loss_barrier"] <= 0.1 * scale]
+            when = (f"below 10 % of the children's loss from step {int(small['spawn_step'].min())}"
+                    if len(small) else "never below 10 % of the children's loss")
+            out.append(Finding("connectivity", f"spawn_{run}",
+                               f"Children spawned from {run} at step k and trained apart have "
+                               f"linear train-loss barriers {steps}; {when}.",
+                               {"steps": [int(k) for k in g["spawn_step"]],
+                                "barriers": [float(v) for v in g["loss_barrier"]]}))
+    return out
+
+
+def finding_robustness(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """How much noise the solutions take before test accuracy halves."""
+    m = tables.get("measures")
+    out = []
+    if m is None or m.empty:
+        return out
+    for mode in ("absolute", "relative"):
+        col = f"sigma_half_{mode}"
+        if col not in m or m[col].notna().sum() == 0:
+            continue
+        v = m[col].dropna()
+        best = m.loc[m[col].idxmax()]
+        out.append(Finding("robustness", f"sigma_half_{mode}",
+                           f"Test accuracy fell halfway to chance at {mode} weight noise σ from "
+                           f"{fmt(v.min())} to {fmt(v.max())} (median {fmt(v.median())}, n = "
+                           f"{len(v)}); most robust: {describe_run(best)}.",
+                           {"min": float(v.min()), "max": float(v.max()), "n": len(v)}))
+    return out
+
+
+def finding_generalisation(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """Which measure ranks the runs' generalisation gap best, with n, p and intervals."""
+    c = tables.get("correlations")
+    if c is None or c.empty:
+        return []
+    out = []
+    for gap, g in c.groupby("gap"):
+        g = g.dropna(subset=["tau"])
+        if g.empty:
+            continue
+        g = g.reindex(g["tau"].abs().sort_values(ascending=False).index)
+        top = g.iloc[0]
+        excl = (top["tau_lo"] > 0) or (top["tau_hi"] < 0)
+        verdict = ("its 95 % interval excludes 0" if excl else "its 95 % interval includes 0")
+        sig = int(((g["p_value"] < ALPHA)).sum())
+        psi = (f"; granulated Ψ = {fmt(top['psi'], 2)} [{fmt(top['psi_lo'], 2)}, "
+               f"{fmt(top['psi_hi'], 2)}] over {int(top['n_groups'])} groups"
+               if math.isfinite(top["psi"]) else "; Ψ undefined (no groups)")
+        out.append(Finding("generalisation", f"best_{gap}",
+                           f"Strongest rank correlation with {gap}: {top['measure']} "
+                           f"(τ = {top['tau']:+.2f} [{fmt(top['tau_lo'], 2)}, "
+                           f"{fmt(top['tau_hi'], 2)}], p = {top['p_value']:.2g}, n = "
+                           f"{int(top['n'])}); {verdict}{psi}. {sig} of {len(g)} measures have "
+                           f"p < {ALPHA:g} before any correction for testing {len(g)}.",
+                           {"measure": top["measure"], "tau": float(top["tau"]),
+                            "p_value": float(top["p_value"]), "n": int(top["n"]),
+                            "significant": sig, "measures": len(g)}))
+    return out
+
+
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     """The findings as a ``findings`` table (numbers as JSON)."""
     import json
