@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -92,8 +93,6 @@ class _Groups:
         if missing:
             raise KeyError(f"columns {missing} are not in the runs table; it has "
                            f"{list(df.columns)}")
-        if not hparams:
-            raise ValueError("granulated τ needs at least one hyper-parameter")
         self.hparams = list(hparams)
         self.group: dict[str, np.ndarray] = {}  # [runs, groups] indicator per hyper-parameter
         self.value: dict[str, np.ndarray] = {}  # [runs, values of h] indicator
@@ -143,7 +142,7 @@ def granulated_tau(df: pd.DataFrame, measure: str, gap: str, hparams: Sequence[s
     A group counts when it has ≥ 2 runs (after dropping NaN measure/gap), ≥ 2 distinct values of
     the hyper-parameter, and a defined τ (neither side constant). Returns (Ψ, {h: ψ_h},
     {h: number of groups averaged}); ψ_h is NaN for a hyper-parameter without groups, and Ψ NaN
-    when no hyper-parameter has one.
+    when no hyper-parameter has one (or ``hparams`` is empty: a study that varies only seeds).
     """
     groups = _Groups(df, hparams, fixed)
     m = df[measure].to_numpy(dtype=float)
@@ -235,3 +234,98 @@ def granulated_table(runs_df: pd.DataFrame, measures: Sequence[str], gap_col: st
         rows += [{"measure": name, "hparam": h, "psi": per[h], "n_groups": count[h]}
                  for h in hparams]
     return pd.DataFrame(rows, columns=["measure", "hparam", "psi", "n_groups"])
+
+
+# ---------------------------------------------------------------- the measures of this pipeline
+
+@dataclass(frozen=True)
+class Measure:
+    """A column of the ``measures`` table that the study ranks against the gap.
+
+    ``sign``: +1 for a sharpness/complexity measure (larger = sharper), −1 for a robustness
+    measure (larger = flatter), so that sign·measure is a complexity measure and τ > 0 always
+    reads "sharper ↔ larger gap"."""
+
+    name: str
+    family: str
+    sign: int
+    label: str
+
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("lambda_max", "curvature", 1, "λ_max of the Hessian"),
+    Measure("hessian_trace", "curvature", 1, "trace of the Hessian"),
+    Measure("eps_sharpness", "sharpness", 1, "ε-sharpness (%)"),
+    Measure("adaptive_worst", "sharpness", 1, "adaptive sharpness, worst (nats)"),
+    Measure("adaptive_average", "sharpness", 1, "adaptive sharpness, average (nats)"),
+    Measure("pacbayes_flatness", "pac-bayes", 1, "PAC-Bayes 1/σ²"),
+    Measure("pacbayes_mag_flatness", "pac-bayes", 1, "PAC-Bayes 1/σ², magnitude-aware"),
+    Measure("sigma_half_absolute", "noise", -1, "σ½, absolute noise"),
+    Measure("sigma_half_relative", "noise", -1, "σ½, relative noise"),
+    Measure("weight_norm", "norm", 1, "‖θ‖₂"),
+    Measure("dist_init", "norm", 1, "‖θ − θ₀‖₂"),
+)
+STUDY_HPARAMS = ("model", "optimizer", "lr", "batch_size", "weight_decay")
+RUN_COLUMNS = ["run", "model", "optimizer", "lr", "batch_size", "weight_decay", "seed",
+               "train_loss", "train_acc", "test_loss", "test_acc", "gap_loss", "gap_error"]
+FLATNESS_COLUMNS = ["eps_sharpness", "adaptive_worst", "adaptive_average", "pacbayes_sigma",
+                    "pacbayes_flatness", "pacbayes_mag_sigma", "pacbayes_mag_flatness",
+                    "weight_norm", "dist_init"]
+
+
+def measure_table(runs: pd.DataFrame, flatness: pd.DataFrame, robustness: pd.DataFrame,
+                  eigs: pd.DataFrame | None = None, trace: pd.DataFrame | None = None,
+                  chance: float = 0.1) -> pd.DataFrame:
+    """One row per finished run (``status == "ok"``): its hyper-parameters, losses, accuracies
+    and gaps (``runs`` table), the flatness measures (``flatness`` table), λ_max (``eigs``: the
+    lanczos largest_algebraic k = 1 row) and tr(H) (``trace``: hutchinson), and per noise mode
+    σ½ (``sigma_at_half_accuracy`` of the test accuracy in the ``robustness`` table, with
+    ``chance``). A measure that was not measured for a run is NaN. Sorted by run."""
+    from .robustness.noise import sigma_at_half_accuracy
+
+    out = runs.loc[runs["status"] == "ok", RUN_COLUMNS].reset_index(drop=True)
+    out = out.merge(flatness[["run", *FLATNESS_COLUMNS]], on="run", how="left")
+    if eigs is not None and len(eigs):
+        sel = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
+                   & (eigs["k"] == 1)]
+        out = out.merge(sel[["run", "eigenvalue"]].rename(columns={"eigenvalue": "lambda_max"}),
+                        on="run", how="left")
+    if trace is not None and len(trace):
+        sel = trace[trace["method"] == "hutchinson"][["run", "trace"]]
+        out = out.merge(sel.rename(columns={"trace": "hessian_trace"}), on="run", how="left")
+    for mode in ("absolute", "relative"):
+        half = {}
+        for run, curve in robustness[robustness["mode"] == mode].groupby("run"):
+            half[run] = sigma_at_half_accuracy(curve, "test", chance, mode)
+        out[f"sigma_half_{mode}"] = out["run"].map(half).astype(float)
+    for col in ("lambda_max", "hessian_trace"):
+        if col not in out:
+            out[col] = math.nan
+    return out.sort_values("run", kind="stable").reset_index(drop=True)
+
+
+def varied_hparams(measures: pd.DataFrame) -> list[str]:
+    """The hyper-parameters (seed excluded) that take more than one value over the runs."""
+    return [h for h in STUDY_HPARAMS if measures[h].nunique(dropna=False) > 1]
+
+
+def study_correlations(measures: pd.DataFrame, gap: str, n_boot: int, seed: int,
+                       level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """τ, Ψ and their bootstrap intervals of every ``MEASURES`` entry (times its sign) against
+    column ``gap``, Ψ over ``varied_hparams`` with the seed held fixed: (one row per measure as
+    ``correlations`` returns plus ``family``, ``sign``, ``gap``, ``hparams``, ``n_boot``; ψ per
+    measure and hyper-parameter as ``granulated_table`` returns plus ``gap``)."""
+    hparams = varied_hparams(measures)
+    signed = measures.copy()
+    for m in MEASURES:
+        signed[m.name] = m.sign * measures[m.name].astype(float)
+    names = [m.name for m in MEASURES]
+    corr = correlations(signed, names, gap, hparams, n_boot, seed, level, fixed=["seed"])
+    corr.insert(1, "family", [m.family for m in MEASURES])
+    corr.insert(2, "sign", [m.sign for m in MEASURES])
+    corr.insert(3, "gap", gap)
+    corr["hparams"] = ",".join(hparams)
+    corr["n_boot"] = int(n_boot)
+    gran = granulated_table(signed, names, gap, hparams, fixed=["seed"])
+    gran.insert(1, "gap", gap)
+    return corr, gran

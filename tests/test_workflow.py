@@ -241,6 +241,40 @@ def test_smoke_connectivity(smoke):
     assert len(list((res / "benchmarks/connectivity").glob("*.tsv"))) == 1 + 3
 
 
+def test_smoke_robustness_and_generalisation(smoke):
+    """The robustness stage and the generalisation study in the smoke study: every mode × σ
+    (σ = 0 added) × draw × split per run, one flatness row per run, a measures row per finished
+    run carrying the curvature stage's λ_max, a correlation row per measure, three figures."""
+    from landscape.generalisation import MEASURES
+
+    res = results(smoke)
+    cfg = yaml.safe_load((smoke / "tests/smoke.yaml").read_text())["robustness"]
+    runs = read_table(res / "tables/runs.parquet", "runs")
+    noise = read_table(res / "tables/robustness.parquet", "robustness")
+    points = sum(len(cfg["sigmas"][m]) + 1 for m in ("absolute", "relative"))
+    assert len(noise) == len(runs) * points * cfg["draws"] * 2
+    assert set(noise["eval_set"]) == {"train[128,seed=0]", "test[128,seed=0]"}
+    zero = noise[noise["sigma"] == 0]
+    assert (zero.groupby(["run", "split"])["loss"].nunique() == 1).all()
+    flat = read_table(res / "tables/flatness.parquet", "flatness")
+    assert sorted(flat["run"]) == sorted(runs["run"]) and (flat["eps_sharpness"] >= 0).all()
+    assert (flat["ascent_steps"] == cfg["sharpness"]["steps"]).all()
+    measures = read_table(res / "tables/measures.parquet", "measures").set_index("run")
+    assert sorted(measures.index) == sorted(runs["run"])
+    eigs = read_table(res / "tables/hessian_eigs.parquet", "hessian_eigs")
+    lmax = eigs.query("method == 'lanczos' and which == 'largest_algebraic' and k == 1")
+    assert dict(zip(lmax["run"], lmax["eigenvalue"], strict=True)) == measures[
+        "lambda_max"].to_dict()
+    corr = read_table(res / "tables/correlations.parquet", "correlations")
+    assert list(corr["measure"]) == [m.name for m in MEASURES]
+    assert set(corr["hparams"]) == {"batch_size"} and set(corr["gap"]) == {"gap_error"}
+    assert corr.loc[corr["n"] == 2, "tau"].abs().eq(1).all()  # two runs: τ = ±1
+    for fig in ("robustness_noise.png", "generalisation_measures.png",
+                "generalisation_correlations.png"):
+        assert (res / "figures" / fig).stat().st_size > 10_000, fig
+    assert len(list((res / "benchmarks/robustness").glob("*.tsv"))) == len(runs)
+
+
 def test_report_is_built(smoke):
     out = snakemake(smoke, "--report", "report.html")
     assert "Report created" in out.stdout + out.stderr

@@ -75,7 +75,7 @@ def stage_targets(*stages):
     outputs = {"hessian": lambda: HESSIAN_OUTPUTS,
                "slices": lambda: SLICE_OUTPUTS if SLICE_RUNS else [],
                "connectivity": lambda: CONNECTIVITY_OUTPUTS,  # [] when disabled
-               # "robustness": lambda: ROBUSTNESS_OUTPUTS,
+               "robustness": lambda: ROBUSTNESS_OUTPUTS,  # [] when disabled
                }
     return [f for s in stages for f in outputs[s]()]
 
@@ -88,4 +88,4 @@ def all_targets():
         f"{RES}/figures/final_vs_hparams.png",
         f"{RES}/tables/skipped.parquet",
     ]
-    return targets + stage_targets("hessian", "slices", "connectivity")
+    return targets + stage_targets("hessian", "slices", "connectivity", "robustness")

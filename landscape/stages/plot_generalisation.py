@@ -1,0 +1,29 @@
+"""Stage: the generalisation figures (measures against the gap; τ and Ψ with intervals)."""
+
+from __future__ import annotations
+
+from ..plots import save
+from ..plots.robustness import correlation_bars, measures_vs_gap
+from ..tables import read_table
+from ._common import plot_options
+
+NAME = "plot-generalisation"
+HELP = "draw every measure against the generalisation gap, and the τ / Ψ chart"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--measures", required=True, help="measures.parquet")
+    p.add_argument("--correlations", required=True, help="correlations.parquet")
+    p.add_argument("--granulated", required=True, help="granulated.parquet")
+    p.add_argument("--params", default="{}", help="JSON of the config's `plots` section")
+    p.add_argument("--out-measures", required=True, help="output: measures vs gap")
+    p.add_argument("--out-correlations", required=True, help="output: τ / Ψ chart")
+
+
+def run(args) -> None:
+    dpi = plot_options(args.params)["dpi"]
+    measures = read_table(args.measures, "measures")
+    corr = read_table(args.correlations, "correlations")
+    save(measures_vs_gap(measures, corr), args.out_measures, dpi)
+    save(correlation_bars(corr, read_table(args.granulated, "granulated")),
+         args.out_correlations, dpi)
