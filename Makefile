@@ -9,10 +9,12 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: run test setup data report bench lint clean docs
 
+# the study, then Snakemake's HTML report (the findings page is also results/findings.html)
 run: setup data
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
 
-report: run
+report: setup
 	$(BIN)/snakemake --report results/report.html
 
 test: setup data
@@ -50,4 +52,4 @@ clean:
 	rm -rf results .snakemake
 
 docs: setup
-	$(BIN)/python -m landscape docs readme
+	$(BIN)/python -m landscape docs write

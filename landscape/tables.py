@@ -391,6 +391,13 @@ SCHEMAS: dict[str, list[Col]] = {
             "values of hparam)"),
     ],
     # ---- end robustness ----
+    "findings": [
+        Col("order", "int64", "position on the findings page"),
+        Col("stage", "string", "stage the statement is about (training, curvature, …)"),
+        Col("key", "string", "stable identifier of the kind of statement"),
+        Col("text", "string", "the generated sentence, numbers included"),
+        Col("numbers", "string", "JSON of the numbers the sentence rests on (n, p, counts, …)"),
+    ],
     "skipped": [
         Col("run", "string", "run identifier"),
         Col("stage", "string", "stage that skipped the run"),
@@ -424,6 +431,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "measures": ["run"],
     "correlations": ["gap", "measure"],
     "granulated": ["gap", "measure", "hparam"],
+    "findings": ["order"],
     "skipped": ["run", "stage"],
 }
 
@@ -524,7 +532,9 @@ def describe() -> str:
     """Markdown description of every schema."""
     lines = []
     for name, cols in SCHEMAS.items():
-        lines.append(f"### `{name}`\n\n| column | type | meaning |\n|---|---|---|")
+        key = ", ".join(f"`{k}`" for k in SORT_KEYS.get(name, []))
+        lines.append(f"## `{name}`\n\nRow key: {key}\n\n| column | type | meaning |\n"
+                     "|---|---|---|")
         lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in cols]
         lines.append("")
     return "\n".join(lines)

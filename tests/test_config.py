@@ -136,3 +136,23 @@ def test_non_editable_install_ships_the_schema(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, text=True,
                          capture_output=True, env={"PYTHONPATH": str(target)})
     assert out.stdout.split() == ["4", "True"]
+
+
+def _merged(study: Path) -> dict:
+    """What Snakemake sees for `--configfile study`: config.yaml updated recursively by it."""
+    def update(base: dict, new: dict) -> dict:
+        for k, v in new.items():
+            base[k] = update(dict(base.get(k) or {}), v) if isinstance(v, dict) else v
+        return base
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    return update(base, yaml.safe_load(study.read_text()))
+
+
+@pytest.mark.parametrize("study", sorted(p.name for p in (REPO / "studies").glob("*.yaml")
+                                         if not p.name.endswith("_reference.yaml")))
+def test_study_configs_are_valid(study):
+    from landscape.config import validate
+
+    cfg = validate(_merged(REPO / "studies" / study))
+    assert cfg["results_dir"] != "results", "a study writes to a results folder of its own"

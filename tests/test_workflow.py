@@ -280,8 +280,50 @@ def test_report_is_built(smoke):
     assert "Report created" in out.stdout + out.stderr
     html = (smoke / "report.html").read_text(errors="replace")
     assert "Study grid: models cnn" in html  # the templated description rendered
-    for fig in ("training_curves.png", "hessian_density.png", "slices_1d.png"):
+    for fig in ("training_curves.png", "hessian_density.png", "slices_1d.png", "findings.html"):
         assert fig in html
+    dom = dump_dom(smoke / "report.html")
+    assert "Findings" in dom and "Curvature" in dom  # the report app rendered its categories
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("LANDSCAPE_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required here (LANDSCAPE_REQUIRE_BROWSER) but not installed")
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium)")
+    return exe
+
+
+def dump_dom(page: Path) -> str:
+    """The page's DOM after its scripts ran, from a real headless Chromium."""
+    out = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                          "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={page.parent / '.chromium'}",
+                          "--virtual-time-budget=8000", "--dump-dom", page.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_findings_page_in_a_real_browser(smoke):
+    """Every figure decodes in Chromium and the page shows exactly the tables' numbers."""
+    import html
+
+    res = results(smoke)
+    dom = dump_dom(res / "findings.html")
+    m = re.search(r'data-figures-loaded="(\d+)" data-figures-total="(\d+)"', dom)
+    assert m, "the page's load script did not run"
+    loaded, total = int(m.group(1)), int(m.group(2))
+    assert total == len(list((res / "figures").rglob("*.png"))) and loaded == total
+    findings = read_table(res / "tables/findings.parquet", "findings")
+    assert len(findings) >= 3
+    for text in findings["text"]:
+        assert html.escape(text, quote=False) in dom, text
+    runs = read_table(res / "tables/runs.parquet", "runs")
+    for run, acc in zip(runs["run"], runs["test_acc"], strict=True):
+        assert f">{run}<" in dom and f">{acc:.4g}<" in dom
 
 
 def test_run_table_gives_each_model_its_own_options(smoke):

@@ -21,9 +21,21 @@ def save(fig, path: str | Path, dpi: int = 150) -> None:
     clashes = overlapping_tick_labels(fig)
     if clashes:
         print(f"warning: {path.name}: overlapping tick labels {clashes[:3]}")
+    fig.text(0.999, 0.001, machine_stamp(), ha="right", va="bottom", fontsize=5, color="0.55")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+
+
+def machine_stamp() -> str:
+    """Where and when a figure was drawn, e.g. 'vm · x86_64, 2 CPUs · 2026-11-28' (plots read
+    tables only, so the GPU of the run is not known here; see the job logs)."""
+    import datetime
+    import os
+    import platform
+
+    return (f"{platform.node()} · {platform.machine()}, {os.cpu_count()} CPUs · "
+            f"{datetime.date.today().isoformat()}")
 
 
 def log_axis(ax, which: str = "x", base: float = 10) -> None:

@@ -1,4 +1,5 @@
-"""Stage: print the table schemas and the config keys as Markdown (the README's reference)."""
+"""Stage: the reference documentation, generated from the code: docs/config.md (every config key,
+from the schema) and docs/tables.md (every table's columns, from ``landscape.tables``)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,26 @@ import re
 from pathlib import Path
 
 NAME = "docs"
-HELP = "print the Parquet table schemas and the config keys as Markdown"
+HELP = "print or write (docs/) the config-key and table-schema reference"
+DOCS = {"config": "config.md", "tables": "tables.md"}
+HEADERS = {
+    "config": "# Configuration keys\n\nGenerated from `landscape/config.schema.yaml` by "
+              "`python -m landscape docs write`; do not edit. Every key is validated before any "
+              "job runs; unknown keys are errors. Defaults are filled in when a key is left "
+              "out.\n\n",
+    "tables": "# Tables\n\nGenerated from `landscape/tables.py` by `python -m landscape docs "
+              "write`; do not edit. Every stage writes Parquet with exactly these columns and "
+              "types; each file stores its table name and a content checksum in its metadata, "
+              "verified on read. Row keys (unique, the sort order of gathered tables) are listed "
+              "under each table.\n\n",
+}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("what", choices=["tables", "config", "readme"],
-                   help="print the tables or config reference, or update README's blocks")
-    p.add_argument("--readme", default="README.md", help="README to update (with `readme`)")
-    p.add_argument("--schema", default=None, help="config schema (default: the repository's)")
+    p.add_argument("what", choices=["tables", "config", "write"],
+                   help="print the tables or config reference, or write both into --docs")
+    p.add_argument("--docs", default="docs", help="folder the reference is written to")
+    p.add_argument("--schema", default=None, help="config schema (default: the package's)")
 
 
 def config_markdown(schema: dict) -> str:
@@ -49,32 +62,34 @@ def config_markdown(schema: dict) -> str:
 
 
 def generated(what: str, schema: str | None = None) -> str:
+    """The Markdown of ``what`` (config or tables), header included."""
     if what == "tables":
         from ..tables import describe
 
-        return describe().strip()
+        return HEADERS["tables"] + describe().strip() + "\n"
     from ..config import load_schema
 
-    return config_markdown(load_schema(schema))
+    return HEADERS["config"] + config_markdown(load_schema(schema)) + "\n"
 
 
-def update_readme(path: str | Path, schema: str | None = None) -> bool:
-    """Rewrite the generated blocks of a README in place; True if something changed."""
-    path = Path(path)
-    text = path.read_text()
-    new = text
-    for what in ("config", "tables"):
-        block = f"<!-- {what}:start -->\n{generated(what, schema)}\n<!-- {what}:end -->"
-        new = re.sub(rf"<!-- {what}:start -->.*?<!-- {what}:end -->", lambda _, b=block: b, new,
-                     flags=re.S)
-    if new != text:
-        path.write_text(new)
-    return new != text
+def write_docs(folder: str | Path, schema: str | None = None) -> list[Path]:
+    """Write docs/config.md and docs/tables.md; return the files that changed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for what, name in DOCS.items():
+        path = folder / name
+        text = generated(what, schema)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(path)
+    return changed
 
 
 def run(args) -> None:
-    if args.what == "readme":
-        changed = update_readme(args.readme, args.schema)
-        print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
+    if args.what == "write":
+        changed = write_docs(args.docs, args.schema)
+        print(f"{args.docs}: " + (", ".join(p.name for p in changed) + " updated" if changed
+                                  else "already up to date"))
     else:
-        print(generated(args.what, args.schema))
+        print(generated(args.what, args.schema), end="")

@@ -23,6 +23,8 @@ ENV = "../../environment.yml"
 RUN_TABLE = run_table(config)
 RUNS = list(RUN_TABLE.index)
 RES = config["results_dir"].rstrip("/")
+TRAINING_FIGURES = [f"{RES}/figures/training_curves.png", f"{RES}/figures/final_vs_hparams.png"]
+STAGES = ["hessian", "slices", "connectivity", "robustness"]  # geometry stages whose outputs are targets (see stage_targets)
 
 
 wildcard_constraints:
@@ -80,12 +82,38 @@ def stage_targets(*stages):
     return [f for s in stages for f in outputs[s]()]
 
 
+def findings_tables(tables):
+    """Flag → gathered table, for the tables this study produces (switched-off stages: absent)."""
+    made = set(stage_targets(*STAGES))
+    return {flag: f"{RES}/tables/{name}.parquet" for flag, name in tables.items()
+            if f"{RES}/tables/{name}.parquet" in made}
+
+
+def report_figures():
+    """Every figure of the study, in stage order (embedded in the findings page)."""
+    return [f for f in TRAINING_FIGURES + stage_targets(*STAGES) if f.endswith((".png", ".svg"))]
+
+
+def findings_reference():
+    return [config["report"]["reference"]] if config["report"]["reference"] else []
+
+
+def study_line():
+    s = config["study"]
+    return (f"{len(RUNS)} runs: models {', '.join(s['model'])}; optimisers "
+            f"{', '.join(s['optimizer'])}; η {', '.join(map(str, s['lr']))}; batch sizes "
+            f"{', '.join(map(str, s['batch_size']))}; weight decay "
+            f"{', '.join(map(str, s['weight_decay']))}; seeds {', '.join(map(str, s['seed']))}; "
+            f"{config['train']['epochs']} epochs on {config['data']['train_size'] or 60000} "
+            f"training images (results in {RES}).")
+
+
 def all_targets():
     targets = [
         f"{RES}/tables/training.parquet",
         f"{RES}/tables/runs.parquet",
-        f"{RES}/figures/training_curves.png",
-        f"{RES}/figures/final_vs_hparams.png",
+        *TRAINING_FIGURES,
         f"{RES}/tables/skipped.parquet",
+        f"{RES}/findings.html",
     ]
-    return targets + stage_targets("hessian", "slices", "connectivity", "robustness")
+    return targets + stage_targets(*STAGES)

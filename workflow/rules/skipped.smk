@@ -1,7 +1,7 @@
 # Runs that a geometry stage skipped (a diverged run), with the reason, in one table.
 GEOMETRY_TABLES = [
     f
-    for f in stage_targets("hessian", "slices", "connectivity", "robustness")
+    for f in stage_targets(*STAGES)
     if f.endswith(".parquet")
 ]
 
