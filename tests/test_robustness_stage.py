@@ -105,6 +105,25 @@ def test_zero_noise_reproduces_the_checkpoint_exactly(trained):
         assert (zero["accuracy"] == summary[f"{split}_acc"]).all()
 
 
+def test_batchnorm_statistics_are_recomputed_and_recorded(trained, tmp_path):
+    """cnn_bn: with recompute_bn the running statistics are re-estimated at every point (σ = 0
+    too, so its loss differs from the checkpoint's); without it σ = 0 is the checkpoint."""
+    _, prepared, _ = trained
+    run = make_run(tmp_path / "bn", prepared, model="cnn_bn", epochs=1)
+    summary = read_table(run / "run.parquet", "runs").iloc[0]
+    exact = {"train_size": None, "test_size": None,
+             "batch_size": defaults("train")["eval_batch_size"]}
+    for recompute in (True, False):
+        out = run_stage(tmp_path, prepared, run, {**PARAMS, **exact, "recompute_bn": recompute},
+                        tag=f"bn{recompute}")
+        noise = read_table(out["noise"], "robustness")
+        flat = read_table(out["flatness"], "flatness")
+        assert noise["bn_recomputed"].eq(recompute).all()
+        assert flat["bn_recomputed"].eq(recompute).all()
+        zero = noise[(noise["sigma"] == 0) & (noise["split"] == "test")]["loss"]
+        assert (zero == summary["test_loss"]).all() != recompute
+
+
 def test_diverged_run_is_skipped_with_a_reason(trained, tmp_path):
     _, prepared, _ = trained
     run = make_run(tmp_path / "div", prepared, lr=1e4)
