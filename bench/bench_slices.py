@@ -1,4 +1,4 @@
-"""Benchmark of the slices stage's evaluation engine (issue 4), all baselines measured in one run.
+"""Benchmark of the slices stage's evaluation engine, all baselines measured in one run.
 
 On one model (the default study's ``cnn`` width 16, or ``--checkpoint``), one evaluation set
 (``--eval-size`` training images) and one 2-D grid (``--grid``² points, filter-normalised random

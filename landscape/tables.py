@@ -47,7 +47,7 @@ EVAL = [
     Col("eval_size", "int64", "number of samples in the evaluation set"),
 ]
 
-# mode connectivity (issue 9): a pair of runs, and a barrier with its endpoints (Frankle et al.
+# mode connectivity: a pair of runs, and a barrier with its endpoints (Frankle et al.
 # 2020: the largest rise above the straight line between the endpoint values, over t ∈ [0, 1])
 PAIR = [
     Col("pair", "string", "pair identifier: <run_a>__<run_b>"),
@@ -95,7 +95,7 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("test_size", "int64", "test samples"),
         Col("data_fingerprint", "string", "SHA-256 prefix of the exact data used"),
     ],
-    # loss-landscape slices (issue 4; landscape/slices.py). Values are over the eval subsets.
+    # loss-landscape slices (landscape/slices.py). Values are over the eval subsets.
     "slice_1d": [
         Col("run", "string", "run identifier"),
         Col("direction", "string", "random (θ* + α·d) or init_to_final (θ₀ + α·(θ_T − θ₀))"),
@@ -144,7 +144,7 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("cumulative_ratio", "float64", "share explained by components 1..component"),
         Col("n_snapshots", "int64", "snapshots (besides the final weights) in the PCA"),
     ],
-    # curvature (issue 3; landscape/hessian/). H = Hessian of the mean cross-entropy over the
+    # curvature (landscape/hessian/). H = Hessian of the mean cross-entropy over the
     # evaluation set, model in eval mode.
     "hessian_eigs": [
         Col("run", "string", "run identifier"),

@@ -1,7 +1,7 @@
 from landscape.connectivity.pairs import pair_table, spawn_table
 
 
-# Mode connectivity (issue 9): paths between pairs of trained runs, and spawning.
+# Mode connectivity: paths between pairs of trained runs, and spawning.
 #   connectivity_pair (per pair)   -> connectivity/pairs/{pair}/{paths,barriers,alignment}.parquet
 #   spawn (per run, spawn step)    -> connectivity/spawn/{run}/step{spawn_step}.parquet
 #   gather_connectivity            -> tables/connectivity, barriers, alignment

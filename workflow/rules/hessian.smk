@@ -1,4 +1,4 @@
-# Curvature (issue 3): Hessian of the mean loss over an evaluation set, model in eval mode.
+# Curvature: Hessian of the mean loss over an evaluation set, model in eval mode.
 #   hessian   (per run) checkpoint -> hessian/{run}/{eigs,trace,density}.parquet
 #   sharpness (per run) snapshots  -> hessian/{run}/sharpness.parquet
 #   gather_hessian (one job)       -> tables/hessian_{eigs,trace,density}, sharpness_trajectory

@@ -1,4 +1,4 @@
-# The findings page (issue: the report): statements generated from the gathered tables (never
+# The findings page: statements generated from the gathered tables (never
 # typed), a per-run table, the comparison with a published study (report.reference) and every
 # figure, in results/findings.html; also a report() item at the top of `snakemake --report`.
 FINDINGS_TABLES = {

@@ -1,4 +1,4 @@
-# Robustness and the generalisation study (issue 10).
+# Robustness and the generalisation study.
 #   robustness (per run)  checkpoint, snapshots -> robustness/{run}/{noise,flatness}.parquet
 #   gather_robustness                           -> tables/robustness, flatness
 #   generalisation        runs + flatness + robustness + hessian_eigs/trace

@@ -1,4 +1,4 @@
-# Loss-landscape slices (issue 4): 1-D and 2-D slices with filter-normalised random directions,
+# Loss-landscape slices: 1-D and 2-D slices with filter-normalised random directions,
 # the init→final line and the trajectory-PCA plane (Li et al., 2018).
 #   slice_directions (per run)  -> runs/{run}/slices/plan.pt, pca_variance.parquet
 #   slice_shard (per run, shard) -> runs/{run}/slices/shard{shard}of{shards}/*.parquet
