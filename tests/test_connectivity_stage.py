@@ -268,7 +268,7 @@ def _synthetic(n_pairs: int = 6, points: int = 21):
                 barriers.append(barrier_table(f).assign(**ident))
     spawn = pd.DataFrame([{"run": firsts[0], "spawn_step": k, "spawn_epoch": k / 625,
                            "split": split, "loss_barrier": h, "error_barrier": h / 4,
-                           "eval_set": f"{split}[1024,seed=0]"}
+                           "distance": 10.0 - k / 300, "eval_set": f"{split}[1024,seed=0]"}
                           for k, h in ((0, 1.0), (10, 0.8), (30, 0.5), (100, 0.2), (625, 0.05),
                                        (2500, 0.0)) for split in ("train", "test")])
     return runs, pd.concat(paths), pd.concat(barriers), spawn

@@ -295,7 +295,11 @@ def _curve(ts: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray, np
 def _excess(ts, values) -> tuple[np.ndarray, np.ndarray]:
     t, v = _curve(ts, values)
     v0, v1 = v[t == 0.0][0], v[t == 1.0][0]
-    return t, v - ((1.0 - t) * v0 + t * v1)
+    # v0 + t·(v1 − v0), not (1 − t)·v0 + t·v1: equal endpoint values give the line exactly (no
+    # 1e-17 "barrier" between identical models); the endpoints' own excess is 0 by definition
+    excess = v - (v0 + t * (v1 - v0))
+    excess[((t == 0.0) | (t == 1.0)) & np.isfinite(excess)] = 0.0
+    return t, excess
 
 
 def barrier(ts: Sequence[float], values: Sequence[float]) -> float:

@@ -193,9 +193,9 @@ def _step_ticks(fig, axes, steps: list[int], epochs: dict[int, float] | None) ->
 
 
 def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
-    """Loss and error barrier between two children spawned at step k, against k (symlog: k = 0,
-    the independently trained case, is on the axis). One colour per run; train solid, test
-    dashed."""
+    """Loss and error barrier between two children spawned at step k, and their parameter
+    distance, against k (symlog: k = 0, the independently trained case, is on the axis). One
+    colour per run; train solid, test dashed."""
     if spawn.empty:
         return _empty("no spawning measured (spawning off, or its run skipped)")
     spawn = spawn.sort_values(["run", "spawn_step"])
@@ -205,7 +205,10 @@ def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     epochs = dict(zip(spawn["spawn_step"].astype(int), spawn["spawn_epoch"], strict=False))
     positive = [s for s in steps if s > 0]
     linthresh = float(min(positive)) if positive else 1.0
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    panels = [("loss_barrier", "loss barrier between children (nats)", True),
+              ("error_barrier", "error barrier between children", True),
+              ("distance", "distance ‖θ_child A − θ_child B‖", False)]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
     cmap = plt.get_cmap("tab10")
     for i, run in enumerate(run_ids):
         label = (f"{run_label(idx.loc[run])} s{int(idx.loc[run, 'seed'])}"
@@ -214,13 +217,17 @@ def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
             g = spawn[(spawn["run"] == run) & (spawn["split"] == split)]
             if g.empty:
                 continue
-            for ax, col in zip(axes, ("loss_barrier", "error_barrier"), strict=True):
-                ax.plot(g["spawn_step"], g[col], style, marker="o", ms=4, color=cmap(i % 10),
-                        label=f"{label}, {split}")
-    for ax, name in zip(axes, ("loss barrier between children (nats)",
-                               "error barrier between children"), strict=True):
+            for ax, (col, _, per_split) in zip(axes, panels, strict=True):
+                if per_split or split == "train":  # the distance does not depend on the split
+                    ax.plot(g["spawn_step"], g[col], style if per_split else "-", marker="o",
+                            ms=4, color=cmap(i % 10),
+                            label=f"{label}, {split}" if per_split else label)
+    for ax, (col, name, _) in zip(axes, panels, strict=True):
         ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
         ax.set_xlim(-0.1 * linthresh, max(steps) * 1.6 if steps[-1] > 0 else 1.0)
+        top = float(np.nanmax(spawn[col].to_numpy(dtype=float), initial=0.0))
+        top = top if top > 0 else (0.01 if col != "distance" else 1.0)
+        ax.set_ylim(-0.03 * top, 1.12 * top)  # barriers and distances are ≥ 0
         ax.axhline(0, color="0.2", lw=0.8)
         ax.set_xlabel("spawn step k (symmetric log scale)")
         ax.set_ylabel(name)
