@@ -114,6 +114,14 @@ class SliceSpec:
     pca_centre: bool
 
     def __post_init__(self) -> None:
+        from .config import ConfigError
+
+        try:
+            self._check()
+        except ValueError as exc:  # a bad `slices` section: a user error, one line
+            raise ConfigError(str(exc)) from None
+
+    def _check(self) -> None:
         check_normalization(self.normalization)
         bad = [p for p in self.planes if p not in PLANES]
         if bad:
