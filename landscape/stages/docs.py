@@ -4,7 +4,6 @@ from the schema) and docs/tables.md (every table's columns, from ``landscape.tab
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 NAME = "docs"
