@@ -94,6 +94,22 @@ def report_figures():
     return [f for f in TRAINING_FIGURES + stage_targets(*STAGES) if f.endswith((".png", ".svg"))]
 
 
+def findings_flags(wildcards, input):
+    """`--<flag> <table>` for each gathered table the findings rule received."""
+    return " ".join(f"--{flag.replace('_', '-')} {getattr(input, flag)}"
+                    for flag in input.keys() if flag not in ("runs", "figures", "reference",
+                                                             "code"))
+
+
+def pair_checkpoint_a(wildcards):
+    """Checkpoint of a connectivity pair's first run (pair table looked up by {pair})."""
+    return f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wildcards.pair, 'run_a']}/checkpoint.pt"
+
+
+def pair_checkpoint_b(wildcards):
+    return f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wildcards.pair, 'run_b']}/checkpoint.pt"
+
+
 def findings_reference():
     return [config["report"]["reference"]] if config["report"]["reference"] else []
 

@@ -50,8 +50,8 @@ rule connectivity_pair:
     input:
         data=f"{RES}/data/fashion_mnist.pt",
         # the pair's runs, looked up in the pair table by the {pair} wildcard
-        a=lambda wc: f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wc.pair, 'run_a']}/checkpoint.pt",
-        b=lambda wc: f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wc.pair, 'run_b']}/checkpoint.pt",
+        a=pair_checkpoint_a,
+        b=pair_checkpoint_b,
         code=src("connectivity"),
     output:
         **{key: f"{RES}/connectivity/pairs/{{pair}}/{key}.parquet" for key in PAIR_TABLES},

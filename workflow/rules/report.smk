@@ -35,11 +35,7 @@ rule findings:
         table=f"{RES}/tables/findings.parquet",
     params:
         report=as_json(config["report"]),
-        flags=lambda wildcards, input: " ".join(
-            f"--{flag.replace('_', '-')} {getattr(input, flag)}"
-            for flag in FINDINGS_TABLES
-            if flag in input.keys()
-        ),
+        flags=findings_flags,
         study=study_line(),
     conda:
         ENV
