@@ -21,6 +21,11 @@ to find them", Sec. 4 and 5:
 
 Runs whose measure or gap is NaN are dropped first (per measure).
 
+For this pipeline's study: ``MEASURES`` lists the measures ranked (with the sign that makes each
+a complexity measure), ``measure_table`` joins the runs, flatness, robustness and curvature
+tables into one row per finished run, and ``study_correlations`` ranks every measure with Ψ over
+the hyper-parameters the runs vary, seed held fixed.
+
 Example (run as a doctest by tests/test_generalisation.py): four runs on a 2 × 2 grid; the measure
 follows the gap when lr changes at bs = 32 only, and always when bs changes::
 
