@@ -262,20 +262,16 @@ def finding_connectivity(tables: dict[str, pd.DataFrame]) -> list[Finding]:
                            f"Train-loss barrier between minima over {n} pair(s), median by path: "
                            + "; ".join(parts) + " (nats above the line between the endpoints).",
                            {m: float(per[m].median()) for m in methods} | {"pairs": n}))
-        if "linear" in per and "aligned" in per:
-            both = pd.concat([per["linear"], per["aligned"]], axis=1, join="inner").dropna()
-            lower = int((both.iloc[:, 1] < both.iloc[:, 0]).sum())
-            out.append(Finding("connectivity", "alignment",
-                               f"Permutation alignment (weight matching) lowered the linear "
-                               f"barrier in {lower} of {len(both)} pair(s).",
-                               {"lower": lower, "pairs": len(both)}))
-        if "bezier" in per and "linear" in per:
-            both = pd.concat([per["linear"], per["bezier"]], axis=1, join="inner").dropna()
-            lower = int((both.iloc[:, 1] < both.iloc[:, 0]).sum())
-            out.append(Finding("connectivity", "bezier",
-                               f"The trained Bézier curve had a lower barrier than the straight "
-                               f"line in {lower} of {len(both)} pair(s).",
-                               {"lower": lower, "pairs": len(both)}))
+        wording = {"alignment": ("aligned", "Permutation alignment (weight matching) lowered "
+                                 "the linear barrier in {lower} of {pairs} pair(s)."),
+                   "bezier": ("bezier", "The trained Bézier curve had a lower barrier than the "
+                              "straight line in {lower} of {pairs} pair(s).")}
+        for key, (method, sentence) in wording.items():
+            if "linear" not in per or method not in per:
+                continue
+            both = pd.concat([per["linear"], per[method]], axis=1, join="inner").dropna()
+            nums = {"lower": int((both.iloc[:, 1] < both.iloc[:, 0]).sum()), "pairs": len(both)}
+            out.append(Finding("connectivity", key, sentence.format(**nums), nums))
     sp = tables.get("spawn_barriers")
     if sp is not None and not sp.empty:
         tr = sp[sp["split"] == "train"].sort_values("spawn_step")
