@@ -138,7 +138,7 @@ def _cross_checks(cfg: dict) -> None:
 
     runs = run_table(cfg)
     if "slices" in cfg:
-        from .slices import SliceSpec  # local: keeps schema validation light
+        from .slicespec import SliceSpec  # torch-free: validation stays light
 
         try:
             SliceSpec.from_config(cfg["slices"])  # odd grid sizes, ranges, ...

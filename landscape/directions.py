@@ -36,9 +36,9 @@ from collections.abc import Sequence
 
 import torch
 
+from .slicespec import NORMALIZATIONS, check_normalization  # noqa: F401 (re-exported)
 from .params import ParamSet, bitwise_equal, dot, filter_norms, flatten, norm, sub, unflatten
 
-NORMALIZATIONS = ("filter", "layer", "model", "none")
 EPS = 1e-10  # as in Li et al.'s code: guards against all-zero filters of the direction
 
 
@@ -58,12 +58,6 @@ def gaussian_like(weights: Sequence[torch.Tensor], seed: int) -> ParamSet:
     g = torch.Generator().manual_seed(int(seed))
     return [torch.randn(w.shape, generator=g, dtype=torch.float32).to(w.device, w.dtype)
             for w in weights]
-
-
-def check_normalization(normalization: str) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"Unsupported normalization {normalization!r}. "
-                         f"Supported normalizations are {list(NORMALIZATIONS)}.")
 
 
 def normalize(direction: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 from .directions import (
-    check_normalization,
     cosine,
     derived_seed,
     pca_directions,
@@ -44,9 +43,9 @@ from .directions import (
 )
 from .evaluate import evaluate
 from .params import ParamSet, bitwise_equal, buffers, detached, norm, parameters, sub, write_
+from .slicespec import PLANES, SliceSpec
 from .tables import SCHEMAS
 
-PLANES = ("random", "pca")
 TABLES = ("slice_1d", "slice_2d", "trajectory_projection")
 EvaluateFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], tuple[float, float]]
 
@@ -92,64 +91,6 @@ def shard_bounds(n_points: int, shard: int, shards: int) -> tuple[int, int]:
     base, extra = divmod(n_points, shards)
     start = shard * base + min(shard, extra)
     return start, start + base + (1 if shard < extra else 0)
-
-
-@dataclass(frozen=True)
-class SliceSpec:
-    """What to slice. Coordinates are in units of the direction (α = 1: one full direction).
-    Fields mirror the config's ``slices`` section (documented in the schema); build it with
-    ``SliceSpec.from_config``."""
-
-    seed: int
-    normalization: str
-    zero_bias_bn: bool
-    random_1d: int
-    range_1d: float
-    points_1d: int
-    line_range: tuple[float, float]
-    planes: tuple[str, ...]
-    range_2d: float
-    points_2d: int
-    pca_margin: float
-    pca_centre: bool
-
-    def __post_init__(self) -> None:
-        from .config import ConfigError
-
-        try:
-            self._check()
-        except ValueError as exc:  # a bad `slices` section: a user error, one line
-            raise ConfigError(str(exc)) from None
-
-    def _check(self) -> None:
-        check_normalization(self.normalization)
-        bad = [p for p in self.planes if p not in PLANES]
-        if bad:
-            raise ValueError(f"Unsupported planes {bad}. Supported planes are {list(PLANES)}.")
-        for key in ("points_1d", "points_2d"):
-            n = getattr(self, key)
-            if n < 3 or n % 2 == 0:
-                raise ValueError(f"slices.{key} = {n} is not allowed: expected an odd number ≥ 3 "
-                                 "(so that α = 0, the trained weights, is a grid point)")
-        lo, hi = self.line_range
-        if not hi > lo or not lo <= 1.0 or not hi >= 0.0:
-            raise ValueError(f"slices.line_range = {list(self.line_range)} is not allowed: "
-                             "expected [lo, hi] with lo < hi overlapping [0, 1]")
-        if self.random_1d < 0:
-            raise ValueError(f"slices.random_1d = {self.random_1d} is not allowed: expected ≥ 0")
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> SliceSpec:
-        """Build from the config's ``slices`` section (keys that are not fields are ignored;
-        missing ones take the schema's defaults, the only place defaults are written)."""
-        from .config import with_defaults
-
-        names = set(cls.__dataclass_fields__)
-        kw = {k: v for k, v in with_defaults(dict(cfg), "slices").items() if k in names}
-        for k in ("line_range", "planes"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
 
 
 @dataclass

@@ -156,3 +156,21 @@ def test_study_configs_are_valid(study):
 
     cfg = validate(_merged(REPO / "studies" / study))
     assert cfg["results_dir"] != "results", "a study writes to a results folder of its own"
+
+
+def test_planning_the_workflow_does_not_import_torch():
+    """Every Snakemake start validates the config and plans runs and pairs; importing torch there
+    costs seconds per start (and per dry run in the tests) and ties every rule to the numerics."""
+    import subprocess
+    import sys
+
+    code = ("import sys, yaml\n"
+            "from landscape.config import validate\n"
+            "from landscape.study import run_table, sources\n"
+            "from landscape.connectivity.pairs import pair_table, spawn_table\n"
+            "cfg = validate(yaml.safe_load(open('config.yaml')))\n"
+            "run_table(cfg); sources('stages.train', 'stages.connectivity')\n"
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -12,53 +12,24 @@ The modules take models, state dicts and tensors and return tensors, dicts and D
 never read configuration files or paths.
 """
 
-from .alignment import (
-    Axis,
-    PermutationSpec,
-    align,
-    apply_permutation,
-    identity_permutation,
-    invert_permutation,
-    permutation_spec,
-    random_permutation,
-    weight_matching,
-)
-from .paths import (
-    BezierPath,
-    LinearPath,
-    barrier,
-    barrier_location,
-    barrier_table,
-    bezier_point,
-    bezier_t_sequence,
-    evaluate_path,
-    linear_point,
-    train_bezier,
-)
-from .spawn import child_order_seeds, pick_snapshot, spawn_children, train_child
+# Submodules load on first use (PEP 562): `landscape.connectivity.pairs`, which every Snakemake
+# start imports to plan the pairs, must not pull in torch.
+_WHERE = {
+    "alignment": ("Axis", "PermutationSpec", "align", "apply_permutation", "identity_permutation",
+                  "invert_permutation", "permutation_spec", "random_permutation",
+                  "weight_matching"),
+    "paths": ("BezierPath", "LinearPath", "barrier", "barrier_location", "barrier_table",
+              "bezier_point", "bezier_t_sequence", "evaluate_path", "linear_point",
+              "train_bezier"),
+    "spawn": ("child_order_seeds", "pick_snapshot", "spawn_children", "train_child"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
 
-__all__ = [
-    "Axis",
-    "BezierPath",
-    "LinearPath",
-    "PermutationSpec",
-    "align",
-    "apply_permutation",
-    "barrier",
-    "barrier_location",
-    "barrier_table",
-    "bezier_point",
-    "bezier_t_sequence",
-    "child_order_seeds",
-    "evaluate_path",
-    "identity_permutation",
-    "invert_permutation",
-    "linear_point",
-    "permutation_spec",
-    "pick_snapshot",
-    "random_permutation",
-    "spawn_children",
-    "train_bezier",
-    "train_child",
-    "weight_matching",
-]
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)

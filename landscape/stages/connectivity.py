@@ -8,7 +8,14 @@ import time
 import pandas as pd
 
 from ..checkpoints import load_checkpoint
-from ..connectivity import BezierPath, LinearPath, align, barrier_table, evaluate_path, train_bezier
+from ..connectivity.alignment import align
+from ..connectivity.paths import (
+    BezierPath,
+    LinearPath,
+    barrier_table,
+    evaluate_path,
+    train_bezier,
+)
 from ..data import load_prepared
 from ..errors import UserError
 from ..evaluate import resolve_device

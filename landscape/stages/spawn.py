@@ -8,7 +8,8 @@ import math
 import time
 
 from ..checkpoints import load_snapshots
-from ..connectivity import LinearPath, barrier_table, evaluate_path, pick_snapshot, spawn_children
+from ..connectivity.paths import LinearPath, barrier_table, evaluate_path
+from ..connectivity.spawn import pick_snapshot, spawn_children
 from ..data import load_prepared
 from ..errors import UserError
 from ..evaluate import resolve_device
