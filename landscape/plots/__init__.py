@@ -3,6 +3,7 @@ matplotlib figures; they never read checkpoints or models."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -14,17 +15,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
 
-def save(fig, path: str | Path, dpi: int = 150) -> None:
+def save(fig, path: str | Path, dpi: int = 150, formats: Sequence[str] = ()) -> list[Path]:
     """Save a figure atomically (format from the suffix) and close it; warn (in the job's log)
-    when tick labels overlap at the produced size."""
+    when tick labels overlap at the produced size.
+
+    ``formats`` (the config's ``plots.formats``, e.g. ``["png", "pdf"]``) adds a copy of the
+    same figure in each other format, next to ``path`` with that suffix (figures/x.png →
+    figures/x.pdf); the workflow's ``vector_copies`` names the same files. Returns the files
+    written, ``path`` first.
+    """
     path = Path(path)
     clashes = overlapping_tick_labels(fig)
     if clashes:
         print(f"warning: {path.name}: overlapping tick labels {clashes[:3]}")
     fig.text(0.999, 0.001, machine_stamp(), ha="right", va="bottom", fontsize=5, color="0.55")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    own = path.suffix.lstrip(".") or "png"
+    written = []
+    for fmt in [own, *(f for f in dict.fromkeys(formats) if f != own)]:
+        out = path if fmt == own else path.with_suffix(f".{fmt}")
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt)
+        written.append(out)
     plt.close(fig)
+    return written
 
 
 def machine_stamp() -> str:

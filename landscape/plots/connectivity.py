@@ -8,7 +8,9 @@
 * ``spawn_chart``: loss and error barrier between spawned children against the spawn step k
   (symmetric log axis, so that k = 0 is on it).
 
-One colour per method throughout (``METHOD_COLOURS``).
+One colour per method in the path and barrier figures (``METHOD_COLOURS``; with line widths and
+bar hatches as a second cue); the spawning figure draws runs in the colour and marker of every
+figure (``encoding.Encoding``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import overlapping_tick_labels, run_label
+from .encoding import Encoding
 
 METHODS = ["linear", "aligned", "bezier"]
 METHOD_COLOURS = {"linear": "#d62728", "aligned": "#1f77b4", "bezier": "#2ca02c"}
@@ -26,6 +29,7 @@ METHOD_NAMES = {"linear": "linear", "aligned": "aligned linear (weight matching)
 # wider lines underneath, so that equal curves (aligned = linear when matching moves no unit)
 # stay visible
 METHOD_WIDTHS = {"linear": 3.0, "aligned": 1.8, "bezier": 1.2}
+METHOD_HATCHES = {"linear": "", "aligned": "///", "bezier": "..."}  # bars apart in greyscale
 SPLIT_STYLE = {"train": "-", "test": "--"}
 HPARAM_ORDER = ["model", "optimizer", "lr", "weight_decay", "batch_size", "seed"]
 
@@ -147,7 +151,8 @@ def barrier_chart(barriers: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
                 g = barriers[(barriers["method"] == method) & (barriers["split"] == split)]
                 values = g.set_index("pair")[col].reindex(order).to_numpy()
                 pos = y - 0.4 + height * (j + 0.5)
-                ax.barh(pos, values, height=height, color=METHOD_COLOURS[method])
+                ax.barh(pos, values, height=height, color=METHOD_COLOURS[method],
+                        hatch=METHOD_HATCHES[method], edgecolor="white", lw=0)
                 for yy, v in zip(pos, values, strict=True):
                     if np.isfinite(v):
                         ax.text(v, yy, f" {v:.3g}", va="center", ha="left", fontsize=6.5)
@@ -163,7 +168,8 @@ def barrier_chart(barriers: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     handles = []
     for m in methods:
         g = test[test["method"] == m]
-        handles.append(plt.Rectangle((0, 0), 1, 1, color=METHOD_COLOURS[m],
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=METHOD_COLOURS[m],
+                                     hatch=METHOD_HATCHES[m], edgecolor="white", lw=0,
                                      label=f"{METHOD_NAMES[m]}: mean {splits[-1]} loss "
                                            f"{g['loss_barrier'].mean():.3f}, error "
                                            f"{g['error_barrier'].mean():.3f}"))
@@ -194,8 +200,8 @@ def _step_ticks(fig, axes, steps: list[int], epochs: dict[int, float] | None) ->
 
 def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     """Loss and error barrier between two children spawned at step k, and their parameter
-    distance, against k (symlog: k = 0, the independently trained case, is on the axis). One
-    colour per run; train solid, test dashed."""
+    distance, against k (symlog: k = 0, the independently trained case, is on the axis). Runs
+    in their colour and marker (from ``runs``); train solid, test dashed."""
     if spawn.empty:
         return _empty("no spawning measured (spawning off, or its run skipped)")
     spawn = spawn.sort_values(["run", "spawn_step"])
@@ -209,19 +215,24 @@ def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
               ("error_barrier", "error barrier between children", True),
               ("distance", "distance ‖θ_child A − θ_child B‖", False)]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
-    cmap = plt.get_cmap("tab10")
-    for i, run in enumerate(run_ids):
+    enc = Encoding(runs)
+    handles = []
+    for run in enc.order(run_ids):
         label = (f"{run_label(idx.loc[run])} s{int(idx.loc[run, 'seed'])}"
                  if idx is not None and run in idx.index else run)
+        kw = {"color": enc.colour(run), "marker": enc.marker(run), "ms": 5}
+        handles.append(plt.Line2D([], [], ls="none", label=label, **kw))
         for split, style in SPLIT_STYLE.items():
             g = spawn[(spawn["run"] == run) & (spawn["split"] == split)]
             if g.empty:
                 continue
             for ax, (col, _, per_split) in zip(axes, panels, strict=True):
                 if per_split or split == "train":  # the distance does not depend on the split
-                    ax.plot(g["spawn_step"], g[col], style if per_split else "-", marker="o",
-                            ms=4, color=cmap(i % 10),
-                            label=f"{label}, {split}" if per_split else label)
+                    ax.plot(g["spawn_step"], g[col], ls=style if per_split else "-",
+                            mfc="white" if split == "test" else kw["color"], **kw)
+    handles += [plt.Line2D([], [], color="0.3", ls=style, marker="o",
+                           mfc="white" if split == "test" else "0.3", label=split)
+                for split, style in SPLIT_STYLE.items()]
     for ax, (col, name, _) in zip(axes, panels, strict=True):
         ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
         ax.set_xlim(-0.1 * linthresh, max(steps) * 1.6 if steps[-1] > 0 else 1.0)
@@ -234,7 +245,7 @@ def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     _step_ticks(fig, axes, steps, epochs if len(run_ids) == 1 else None)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(handles=handles, fontsize=7, title=enc.title(), title_fontsize=7)
     sets = sorted(spawn["eval_set"].unique())
     fig.suptitle(f"Spawning (Frankle et al. 2020): two children trained from step k to the end "
                  f"with different data orders; linear barrier over {', '.join(sets)}",

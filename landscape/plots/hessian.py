@@ -1,6 +1,7 @@
 """Curvature figures: spectral densities, curvature against generalisation, sharpness along
 training with the edge-of-stability thresholds. Inputs are the ``hessian_*``,
-``sharpness_trajectory`` and ``runs`` tables."""
+``sharpness_trajectory`` and ``runs`` tables. Runs are drawn with the encoding of every figure
+(``encoding.Encoding``, from the runs table); reference lines are black or grey."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import log_axis, run_label
+from .encoding import Encoding
 
 ORDER = ["optimizer", "lr", "batch_size", "seed"]
 
@@ -50,17 +52,19 @@ def density_grid(density: pd.DataFrame, eigs: pd.DataFrame, runs: pd.DataFrame) 
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.7 * nrow), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
+    enc = Encoding(runs)
     for ax, (_, row) in zip(axes.flat, order.iterrows(), strict=False):
         d = density[density["run"] == row["run"]].sort_values("eigenvalue")
         peak = d["density"].max()
-        ax.semilogy(d["eigenvalue"], np.maximum(d["density"], peak * 1e-9), lw=1.2)
+        ax.semilogy(d["eigenvalue"], np.maximum(d["density"], peak * 1e-9), lw=1.2,
+                    color=enc.colour(row["run"]))
         ax.set_ylim(peak * 1e-7, peak * 3)
         e = eigs[(eigs["run"] == row["run"]) & (eigs["method"] == "lanczos")]
-        for which, colour, name in (("largest_algebraic", "C3", "λ_max"),
-                                    ("smallest_algebraic", "C2", "λ_min")):
+        for which, style, name in (("largest_algebraic", ":", "λ_max"),
+                                   ("smallest_algebraic", "-.", "λ_min")):
             v = e[(e["which"] == which) & (e["k"] == 1)]["eigenvalue"]
             if len(v):
-                ax.axvline(v.iloc[0], color=colour, ls=":", lw=1,
+                ax.axvline(v.iloc[0], color="k", ls=style, lw=1,
                            label=f"{name} = {v.iloc[0]:.3g}")
         ax.set_title(_label(row), fontsize=9)
         ax.set_xlabel("eigenvalue λ")
@@ -90,7 +94,8 @@ def _kendall(x, y) -> str:
 def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
                                 runs: pd.DataFrame) -> plt.Figure:
     """λ_max (Lanczos) and tr(H) (Hutchinson, ± 1 standard error) of each run against its test
-    accuracy and generalisation gaps; colour = η, marker = batch size; Kendall τ per panel."""
+    accuracy and generalisation gaps; colour and marker by the varied hyper-parameters; Kendall
+    τ per panel."""
     lmax = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
                 & (eigs["k"] == 1)][["run", "eigenvalue"]].rename(columns={"eigenvalue": "lmax"})
     est = "hutchinson" if (trace["method"] == "hutchinson").any() else "hutchpp"
@@ -103,16 +108,14 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
           ("gap_error", "gap: test − train error")]
     xs = [("lmax", None, "λ_max (largest Hessian eigenvalue)"),
           ("trace", "std_error", f"tr(H) ({est}, ± 1 s.e.)")]
-    lrs = sorted(df["lr"].unique())
-    markers = dict(zip(sorted(df["batch_size"].unique()), "osD^v<>p*h", strict=False))
+    enc = Encoding(runs)
     for i, (xcol, xerr, xlabel) in enumerate(xs):
         for j, (ycol, ylabel) in enumerate(ys):
             ax = axes[i, j]
-            for (lr, bs), g in df.groupby(["lr", "batch_size"]):
-                colour = plt.get_cmap("viridis")(lrs.index(lr) / max(len(lrs) - 1, 1))
-                ax.errorbar(g[xcol], g[ycol], xerr=None if xerr is None else g[xerr],
-                            fmt=markers[bs], color=colour, ms=6, capsize=2, ls="none",
-                            label=f"η={lr:g}, B={bs}")
+            for _, r in df.iterrows():
+                ax.errorbar([r[xcol]], [r[ycol]], xerr=None if xerr is None else [r[xerr]],
+                            fmt=enc.marker(r["run"]), color=enc.colour(r["run"]), ms=6,
+                            capsize=2, ls="none")
             if (df[xcol] > 0).all():
                 log_axis(ax, "x")
             ax.set_xlabel(xlabel)
@@ -120,9 +123,8 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
             ax.set_title(_kendall(df[xcol].to_numpy(float), df[ycol].to_numpy(float)),
                          fontsize=9)
             ax.grid(alpha=0.3, which="both")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               title="runs (colour η, marker B)")
+    fig.legend(handles=enc.legend_handles("marker"), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8, title=enc.title(), title_fontsize=8)
     eval_set = eigs[eigs["run"].isin(df["run"])]["eval_set"].iloc[0]
     fig.suptitle(f"Curvature vs generalisation over {len(df)} runs; Hessian on {eval_set}",
                  fontsize=10)
@@ -132,8 +134,9 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
 
 def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     """λ_max at every snapshot against epoch (symlog), one panel per (optimiser, η), one line per
-    run (colour = batch size, seeds solid/dashed), with 2/η (dashed) and (2 + 2β)/η (dotted)."""
-    df = sharp.merge(runs[["run", "batch_size", "seed", "status"]], on="run", how="left")
+    run (colour and marker by the varied hyper-parameters; solid, so that the black 2/η (dashed)
+    and (2 + 2β)/η (dotted) thresholds stand apart)."""
+    df = sharp.merge(runs[["run", "status"]], on="run", how="left")
     if df.empty:
         return _empty("no sharpness measured (every run skipped)")
     groups = list(df.groupby(["optimizer", df["run"].map(
@@ -143,16 +146,16 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), squeeze=False)
     for ax in axes.flat[len(groups):]:
         ax.axis("off")
-    sizes = sorted(df["batch_size"].dropna().unique())
+    enc = Encoding(runs)
+    info = runs.set_index("run")
     for ax, ((opt, lr), g) in zip(axes.flat, groups, strict=False):
-        for (bs, seed), r in g.groupby(["batch_size", "seed"]):
-            r = r.sort_values("epoch")
-            colour = plt.get_cmap("plasma")(0.85 * sizes.index(bs) / max(len(sizes) - 1, 1))
-            seeds = sorted(g[g["batch_size"] == bs]["seed"].unique())
-            ls = "-" if seeds.index(seed) == 0 else "--"
+        for run in enc.order(list(g["run"].unique())):
+            r = g[g["run"] == run].sort_values("epoch")
             diverged = (r["status"] == "diverged").any()
-            ax.plot(r["epoch"], r["lambda_max"], ls, marker="o", ms=3, color=colour,
-                    label=f"B={bs} s{seed}" + (" (diverged)" if diverged else ""))
+            label = (f"{_label(info.loc[run])} (diverged)"
+                     if diverged and run in info.index else None)
+            ax.plot(r["epoch"], r["lambda_max"], "-", marker=enc.marker(run), ms=5,
+                    color=enc.colour(run), lw=1.3, label=label)
         ref = g.sort_values("epoch").drop_duplicates("epoch")
         ax.plot(ref["epoch"], ref["two_over_lr"], color="k", ls=(0, (5, 3)), lw=1,
                 label=f"2/η = {ref['two_over_lr'].iloc[0]:.3g}")
@@ -169,8 +172,10 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
         ax.set_ylabel("λ_max")
         ax.set_title(f"{opt} η={lr:g}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     fig.suptitle(f"Sharpness along training on {df['eval_set'].iloc[0]}", fontsize=10)
     _skipped_note(fig, runs, df["run"].unique())
+    fig.legend(handles=enc.legend_handles("marker"), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8, title=enc.title(), title_fontsize=8)
     fig.tight_layout()
     return fig

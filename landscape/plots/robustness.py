@@ -2,9 +2,7 @@
 against the generalisation gap, and the τ / Ψ chart. Inputs are the ``robustness``, ``runs``,
 ``measures``, ``correlations`` and ``granulated`` tables.
 
-Runs are drawn with one encoding throughout: colour = the first hyper-parameter the study varies
-(in the order η, batch size, weight decay, optimiser, model), marker and line style = the second;
-the same value always gets the same colour.
+Runs are drawn with the encoding of every figure (``encoding.Encoding``, from the runs table).
 """
 
 from __future__ import annotations
@@ -15,16 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from ..generalisation import MEASURES
 from . import log_axis
+from .encoding import MARKERS, SYMBOL, Encoding
 
-SYMBOL = {"lr": "η", "batch_size": "B", "weight_decay": "wd", "optimizer": "opt",
-          "model": "model", "seed": "seed"}
-ORDER = ["lr", "batch_size", "weight_decay", "optimizer", "model"]
-MARKERS = "osD^vP*Xh<>p"
-STYLES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1))]
 GAP_LABEL = {"gap_error": "gap: test − train error", "gap_loss": "gap: test − train loss"}
 CHANCE = 0.1
 
@@ -36,64 +29,6 @@ def _empty(message: str) -> plt.Figure:
     return fig
 
 
-def _value(h: str, v) -> str:
-    return f"{v:g}" if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
-
-
-class Encoding:
-    """Colour and marker/line style of each run from the hyper-parameters its study varies."""
-
-    def __init__(self, runs: pd.DataFrame) -> None:
-        varied = [h for h in ORDER if h in runs and runs[h].nunique() > 1]
-        self.colour_by = varied[0] if varied else None
-        self.style_by = varied[1] if len(varied) > 1 else None
-        self.other = varied[2:]
-        cvals = sorted(runs[self.colour_by].unique()) if self.colour_by else []
-        svals = sorted(runs[self.style_by].unique()) if self.style_by else []
-        cmap = plt.get_cmap("viridis" if len(cvals) > 4 else "tab10")
-        self.colours = {v: (cmap(0.9 * i / max(len(cvals) - 1, 1)) if len(cvals) > 4
-                            else cmap(i)) for i, v in enumerate(cvals)}
-        self.markers = {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(svals)}
-        self.styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(svals)}
-
-    def colour(self, row) -> tuple:
-        return self.colours[row[self.colour_by]] if self.colour_by else plt.get_cmap("tab10")(0)
-
-    def marker(self, row) -> str:
-        return self.markers[row[self.style_by]] if self.style_by else "o"
-
-    def style(self, row):
-        return self.styles[row[self.style_by]] if self.style_by else "-"
-
-    def legend_handles(self, kind: str = "marker") -> list:
-        """Proxy artists: one per colour value, then one per marker (or line style) value."""
-        out = []
-        if self.colour_by:
-            for v, c in self.colours.items():
-                label = f"{SYMBOL[self.colour_by]} = {_value(self.colour_by, v)}"
-                out.append(Patch(color=c, label=label) if kind == "marker"
-                           else Line2D([], [], color=c, lw=2.5, label=label))
-        if self.style_by:
-            for v in self.markers:
-                label = f"{SYMBOL[self.style_by]} = {_value(self.style_by, v)}"
-                if kind == "marker":
-                    out.append(Line2D([], [], color="0.3", marker=self.markers[v], ls="none",
-                                      label=label))
-                else:
-                    out.append(Line2D([], [], color="0.3", ls=self.styles[v], label=label))
-        return out
-
-    def title(self) -> str:
-        parts = []
-        if self.colour_by:
-            parts.append(f"colour {SYMBOL[self.colour_by]}")
-        if self.style_by:
-            parts.append(f"style {SYMBOL[self.style_by]}")
-        if self.other:
-            parts.append("also varied: " + ", ".join(SYMBOL[h] for h in self.other))
-        return "; ".join(parts) or "one configuration"
-
-
 def noise_curves(robustness: pd.DataFrame, runs: pd.DataFrame, split: str = "test"
                  ) -> plt.Figure:
     """Accuracy under Gaussian weight noise against σ (log axis), one panel per mode, one line
@@ -103,9 +38,8 @@ def noise_curves(robustness: pd.DataFrame, runs: pd.DataFrame, split: str = "tes
     if df.empty:
         return _empty("no weight-noise curves measured (every run skipped)")
     modes = [m for m in ("absolute", "relative") if m in set(df["mode"])]
-    info = runs.set_index("run")
     measured = runs[runs["run"].isin(set(df["run"]))]
-    enc = Encoding(measured)
+    enc = Encoding(runs)
     stats = (df.groupby(["run", "mode", "sigma"])["accuracy"]
              .agg(["mean", "std", "count"]).reset_index())
     draws = int(stats["count"].max())
@@ -116,18 +50,17 @@ def noise_curves(robustness: pd.DataFrame, runs: pd.DataFrame, split: str = "tes
         positive = sel[sel["sigma"] > 0]["sigma"]
         lo, hi = positive.min(), positive.max()
         left = lo / 10 ** (0.12 * max(math.log10(hi / lo), 1.0))
-        for run in measured.sort_values(ORDER + ["seed", "run"])["run"]:
+        for run in enc.order(list(measured["run"])):
             r = sel[sel["run"] == run].sort_values("sigma")
-            row = info.loc[run]
-            colour = enc.colour(row)
+            colour = enc.colour(run)
             pos = r[r["sigma"] > 0]
             sd = pos["std"].fillna(0.0)
-            ax.plot(pos["sigma"], pos["mean"], ls=enc.style(row), color=colour, lw=1.2)
+            ax.plot(pos["sigma"], pos["mean"], ls=enc.style(run), color=colour, lw=1.2)
             ax.fill_between(pos["sigma"], pos["mean"] - sd, pos["mean"] + sd, color=colour,
                             alpha=0.12, lw=0)
             zero = r[r["sigma"] == 0]
             if len(zero):
-                ax.plot([left], zero["mean"], marker=enc.marker(row), color=colour, ms=4,
+                ax.plot([left], zero["mean"], marker=enc.marker(run), color=colour, ms=4,
                         ls="none", clip_on=False)
         ax.axhline(CHANCE, color="k", ls=":", lw=1)
         ax.set_xlim(left / 1.6, hi * 1.3)
@@ -150,7 +83,7 @@ def noise_curves(robustness: pd.DataFrame, runs: pd.DataFrame, split: str = "tes
         Line2D([], [], color="0.3", marker="o", ls="none", ms=4, label="σ = 0 (left of the break)"),
         Line2D([], [], color="k", ls=":", label="chance")]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               title=enc.title(), title_fontsize=8)
+               title=enc.title("line"), title_fontsize=8)
     first = df.iloc[0]
     fig.suptitle(f"Accuracy under Gaussian weight noise: {len(measured)} runs, {draws} draws "
                  f"per σ, on {first['eval_set']}", fontsize=10)
@@ -173,26 +106,29 @@ def _stat(corr: pd.DataFrame, name: str) -> str:
     return f"{tau} (n={r['n']}), {psi}"
 
 
-def measures_vs_gap(measures: pd.DataFrame, corr: pd.DataFrame) -> plt.Figure:
+def measures_vs_gap(measures: pd.DataFrame, corr: pd.DataFrame,
+                    runs: pd.DataFrame | None = None) -> plt.Figure:
     """One panel per measure: the measure of every finished run against the generalisation gap
     that ``corr`` ranks (its ``gap`` column, a measures column); colour and marker by the varied
-    hyper-parameters. Each title gives τ of the signed measure with the gap (n runs) and Ψ."""
+    hyper-parameters, from ``runs`` (the runs table; without it, from ``measures``, which has
+    only the finished runs). Each title gives τ of the signed measure with the gap (n runs) and
+    Ψ."""
     if measures.empty or corr.empty:
         return _empty("no finished run: no measures")
     gap = str(corr["gap"].iloc[0])
     shown = [m for m in MEASURES if measures[m.name].notna().any()]
     if not shown:
         return _empty("no measure was measured on any run")
-    enc = Encoding(measures)
+    enc = Encoding(runs if runs is not None and len(runs) else measures)
     ncol = 4
     nrow = math.ceil((len(shown) + 1) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.5 * ncol, 2.9 * nrow), squeeze=False)
     y = measures[gap].to_numpy(float)
     for ax, m in zip(axes.flat, shown, strict=False):
         x = measures[m.name].to_numpy(float)
-        for i, (_, row) in enumerate(measures.iterrows()):
+        for i, run in enumerate(measures["run"]):
             if np.isfinite(x[i]) and np.isfinite(y[i]):
-                ax.plot(x[i], y[i], marker=enc.marker(row), color=enc.colour(row), ms=5,
+                ax.plot(x[i], y[i], marker=enc.marker(run), color=enc.colour(run), ms=5,
                         ls="none", alpha=0.85)
         finite = x[np.isfinite(x)]
         if finite.size and (finite > 0).all() and finite.max() / finite.min() > 20:

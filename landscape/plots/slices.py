@@ -1,7 +1,7 @@
 """Loss-landscape slice figures (Li et al. 2018), drawn from the slice tables and runs.parquet.
 
 * ``curves_1d``: loss and accuracy along 1-D slices (random direction; init→final line), train
-  solid and test dashed, one colour per run.
+  solid and test dashed, runs in the colour and marker of every figure (``encoding.Encoding``).
 * ``plane_contours``: one run's planes (random; PCA) as filled contours plus contour lines, train
   and test, with the projected training path on the PCA plane (markers coloured by the path's
   actual loss on the same scale, so a mismatch shows where the plane misrepresents the path).
@@ -18,8 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib import colors
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from . import log_axis, run_label
+from .encoding import Encoding
 
 CMAP = "viridis"
 PLANE_TITLES = {"random": "random plane (filter-normalised)", "pca": "trajectory PCA plane"}
@@ -61,20 +63,17 @@ def curves_1d(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     kinds = kinds or ["random"]
     fig, axes = plt.subplots(len(kinds), 2, figsize=(12, 3.8 * len(kinds)), squeeze=False)
     order = _order(runs, slice_1d["run"].unique())
-    labels = _labels(runs, order)
-    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
+    enc = Encoding(runs)
     for row, kind in enumerate(kinds):
         sel = slice_1d[slice_1d["direction"] == kind]
-        for i, run in enumerate(order):
-            colour = cmap(i % cmap.N)
+        for run in order:
+            kw = {"color": enc.colour(run), "marker": enc.marker(run), "ms": 4, "lw": 1.4}
             for (idx, split), g in sel[sel["run"] == run].groupby(["direction_index", "split"]):
                 g = g.sort_values("alpha")
-                ls = "-" if split == "train" else "--"
-                lab = labels[run] if (split == "train" and idx == 0) else None
-                axes[row, 0].plot(g["alpha"], g["loss"], ls, color=colour, label=lab, lw=1.4,
-                                  alpha=1.0 if idx == 0 else 0.5)
-                axes[row, 1].plot(g["alpha"], g["accuracy"], ls, color=colour, lw=1.4,
-                                  alpha=1.0 if idx == 0 else 0.5)
+                kw.update(ls="-" if split == "train" else "--", alpha=1.0 if idx == 0 else 0.5,
+                          markevery=max(1, len(g) // 8), mfc="white" if split == "test" else None)
+                axes[row, 0].plot(g["alpha"], g["loss"], **kw)
+                axes[row, 1].plot(g["alpha"], g["accuracy"], **kw)
         if kind == "random":
             norm_ = ", ".join(sorted(sel["normalization"].unique()))
             xlabel = f"α along a random direction ({norm_}-normalised); 0 = trained weights"
@@ -91,11 +90,12 @@ def curves_1d(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
         title = "random direction" if kind == "random" else "initialisation → trained weights"
         axes[row, 0].set_title(f"{title}: loss")
         axes[row, 1].set_title(f"{title}: accuracy")
-    handles, labs = axes[0, 0].get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="k", ls="-"), plt.Line2D([], [], color="k", ls="--")]
-    labs += ["train (solid)", "test (dashed)"]
-    fig.legend(handles, labs, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               title="run")
+    handles = enc.legend_handles("marker") + [
+        plt.Line2D([], [], color="k", ls="-", label="train (solid)"),
+        plt.Line2D([], [], color="k", ls="--", marker="o", mfc="white",
+                   label="test (dashed, open markers)")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               title=enc.title(), title_fontsize=8)
     fig.suptitle(f"1-D loss-landscape slices ({_eval_note(slice_1d)})", fontsize=10)
     fig.tight_layout()
     return fig
@@ -201,9 +201,14 @@ def surface(slice_2d: pd.DataFrame, runs: pd.DataFrame, run: str, plane: str = "
                     edgecolor="k", alpha=0.95)
     ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
              if lz.min() - 0.05 <= np.log10(t) <= lz.max() + 0.05]
-    if len(ticks) >= 2:
+    if len(ticks) < 2:  # a span of less than a 1-2-5 step: round losses inside it
+        lo, hi = 10 ** lz.min(), 10 ** lz.max()
+        ticks = [t for t in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= t <= hi and t > 0]
+    if len(ticks) >= 2:  # z is log₁₀ loss: the labels are losses
         ax.set_zticks(np.log10(ticks))
-        ax.set_zticklabels([f"{t:g}" for t in ticks])
+        ax.set_zticklabels([f"{t:.4g}" for t in ticks])
+    else:
+        ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:.3g}"))
     ax.set_xlabel("α (direction 1)")
     ax.set_ylabel("β (direction 2)")
     ax.set_zlabel(f"{split} loss (log scale)")

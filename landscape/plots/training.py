@@ -1,33 +1,36 @@
-"""Training figures: curves per run, and final metrics against hyper-parameters."""
+"""Training figures: curves per run, and final metrics against hyper-parameters. Runs are drawn
+with the encoding of every figure (``encoding.Encoding``, from the runs table)."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from . import log_axis
+from .encoding import Encoding
 
 GROUP = ["model", "optimizer", "lr", "batch_size", "weight_decay"]
 
 
-def training_curves(training: pd.DataFrame) -> plt.Figure:
-    """Train/test loss and accuracy against epoch; one colour per configuration, seeds dashed."""
+def _encoding(runs: pd.DataFrame | None, fallback: pd.DataFrame) -> Encoding:
+    return Encoding(runs if runs is not None and len(runs) else
+                    fallback.drop_duplicates("run"))
+
+
+def training_curves(training: pd.DataFrame, runs: pd.DataFrame | None = None) -> plt.Figure:
+    """Train/test loss and test accuracy against epoch, one line per run; colour and line style
+    by the varied hyper-parameters, from ``runs`` (the runs table; without it, from
+    ``training``)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    configs = training[GROUP].drop_duplicates().sort_values(GROUP).reset_index(drop=True)
-    cmap = plt.get_cmap("tab20" if len(configs) > 10 else "tab10")
-    for i, cfg in configs.iterrows():
-        sel = (training[GROUP] == cfg.values).all(axis=1)
-        colour = cmap(i % cmap.N)
-        for j, (_seed, g) in enumerate(training[sel].groupby("seed")):
-            g = g.sort_values("epoch")
-            label = (f"{cfg['model']} {cfg['optimizer']} η={cfg['lr']:g} B={cfg['batch_size']}"
-                     + (f" wd={cfg['weight_decay']:g}" if cfg["weight_decay"] else "")
-                     if j == 0 else None)
-            ls = "-" if j == 0 else "--"
-            axes[0].plot(g["epoch"], g["train_loss"], ls, color=colour, label=label)
-            axes[1].plot(g["epoch"], g["test_loss"], ls, color=colour)
-            axes[2].plot(g["epoch"], g["test_acc"], ls, color=colour)
+    enc = _encoding(runs, training)
+    for run in enc.order(list(training["run"].unique())):
+        g = training[training["run"] == run].sort_values("epoch")
+        kw = {"color": enc.colour(run), "ls": enc.style(run), "lw": 1.4}
+        axes[0].plot(g["epoch"], g["train_loss"], **kw)
+        axes[1].plot(g["epoch"], g["test_loss"], **kw)
+        axes[2].plot(g["epoch"], g["test_acc"], **kw)
     axes[0].set_title("train loss")
     axes[1].set_title("test loss")
     axes[2].set_title("test accuracy")
@@ -37,25 +40,33 @@ def training_curves(training: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[2].set_ylim(max(0.0, training["test_acc"].quantile(0.05) - 0.05), None)
-    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               title="configuration (seeds: solid, dashed …)")
+    fig.legend(handles=enc.legend_handles("line"), loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, title=enc.title("line"), title_fontsize=8)
+    fig.suptitle(f"Training of {training['run'].nunique()} runs", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
-    """Final test accuracy and generalisation gap against batch size, one line per (optimiser, η);
-    points are seeds, lines their mean."""
+    """Final test accuracy and generalisation gaps against batch size: a point per run (colour
+    and marker by the varied hyper-parameters) and a line through the means over seeds of each
+    configuration that differs in more than the batch size."""
     ok = runs[runs["status"] == "ok"]
+    enc = Encoding(runs)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    keys = ["model", "optimizer", "lr"]
-    for i, (k, g) in enumerate(ok.groupby(keys)):
-        colour = plt.get_cmap("tab10")(i % 10)
-        label = f"{k[0]} {k[1]} η={k[2]:g}"
-        for ax, col in zip(axes, ["test_acc", "gap_loss", "gap_error"], strict=False):
-            ax.scatter(g["batch_size"], g[col], color=colour, s=18, alpha=0.7)
+    cols = ["test_acc", "gap_loss", "gap_error"]
+    keys = [h for h in ("model", "optimizer", "lr", "weight_decay") if h in runs]
+    for _, g in ok.groupby(keys, sort=True):
+        first = g.iloc[0]["run"]
+        colour = enc.colour(first) if enc.colour_by in keys else "0.4"
+        style = enc.style(first) if enc.style_by in keys else "-"
+        for ax, col in zip(axes, cols, strict=True):
             mean = g.groupby("batch_size")[col].mean()
-            ax.plot(mean.index, mean.values, "-o", color=colour, label=label, ms=4)
+            ax.plot(mean.index, mean.values, ls=style, color=colour, lw=1.2, zorder=1)
+    for _, r in ok.iterrows():
+        for ax, col in zip(axes, cols, strict=True):
+            ax.plot(r["batch_size"], r[col], marker=enc.marker(r["run"]), ls="none", ms=6,
+                    color=enc.colour(r["run"]), alpha=0.85, zorder=2)
     for ax, title in zip(axes, ["final test accuracy", "gap: test − train loss",
                                 "gap: test − train error"], strict=False):
         ax.set_xscale("log", base=2)
@@ -68,7 +79,10 @@ def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
     bad = runs[runs["status"] != "ok"]
     if len(bad):
         fig.suptitle(f"{len(bad)} diverged run(s) not shown: " + ", ".join(bad["run"]), fontsize=9)
-    axes[0].legend(fontsize=8)
+    handles = enc.legend_handles("marker") + [
+        Line2D([], [], color="0.4", lw=1.2, label="mean over seeds")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               title=enc.title(), title_fontsize=8)
     fig.tight_layout()
     return fig
 

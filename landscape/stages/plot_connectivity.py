@@ -36,12 +36,13 @@ def run(args) -> None:
                              "--spawn --out-spawn)")
     if not (args.paths or args.spawn):
         raise ValueError("plot-connectivity: nothing to draw; give --paths ... or --spawn ...")
-    dpi = plot_options(args.params)["dpi"]
+    opts = plot_options(args.params)
+    kw = {"dpi": opts["dpi"], "formats": opts["formats"]}
     runs = read_table(args.runs, "runs")
     if args.paths:
-        save(path_curves(read_table(args.paths, "connectivity"), runs), args.out_paths, dpi)
-        save(barrier_chart(read_table(args.barriers, "barriers"), runs), args.out_barriers, dpi)
+        save(path_curves(read_table(args.paths, "connectivity"), runs), args.out_paths, **kw)
+        save(barrier_chart(read_table(args.barriers, "barriers"), runs), args.out_barriers, **kw)
         print(f"wrote {args.out_paths} and {args.out_barriers}")
     if args.spawn:
-        save(spawn_chart(read_table(args.spawn, "spawn_barriers"), runs), args.out_spawn, dpi)
+        save(spawn_chart(read_table(args.spawn, "spawn_barriers"), runs), args.out_spawn, **kw)
         print(f"wrote {args.out_spawn}")

@@ -1,4 +1,5 @@
-"""Stage: the generalisation figures (measures against the gap; τ and Ψ with intervals)."""
+"""Stage: the generalisation figures (measures against the gap; τ and Ψ with intervals), from
+the measures, correlations, granulated and runs tables."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ def add_arguments(p) -> None:
     p.add_argument("--measures", required=True, help="measures.parquet")
     p.add_argument("--correlations", required=True, help="correlations.parquet")
     p.add_argument("--granulated", required=True, help="granulated.parquet")
+    p.add_argument("--runs", help="runs.parquet (the colours of the runs; without it, from "
+                                  "the finished runs in --measures)")
     p.add_argument("--params", default="{}", help="JSON of the config's `plots` section")
     p.add_argument("--out-measures", required=True, help="output: measures vs gap")
     p.add_argument("--out-correlations", required=True, help="output: τ / Ψ chart")
 
 
 def run(args) -> None:
-    dpi = plot_options(args.params)["dpi"]
+    opts = plot_options(args.params)
+    kw = {"dpi": opts["dpi"], "formats": opts["formats"]}
     measures = read_table(args.measures, "measures")
     corr = read_table(args.correlations, "correlations")
-    save(measures_vs_gap(measures, corr), args.out_measures, dpi)
+    runs = read_table(args.runs, "runs") if args.runs else None
+    save(measures_vs_gap(measures, corr, runs), args.out_measures, **kw)
     save(correlation_bars(corr, read_table(args.granulated, "granulated")),
-         args.out_correlations, dpi)
+         args.out_correlations, **kw)

@@ -24,12 +24,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    dpi = plot_options(args.params)["dpi"]
+    opts = plot_options(args.params)
+    kw = {"dpi": opts["dpi"], "formats": opts["formats"]}
     eigs = read_table(args.eigs, "hessian_eigs")
     runs = read_table(args.runs, "runs")
     save(density_grid(read_table(args.density, "hessian_density"), eigs, runs),
-         args.out_density, dpi)
+         args.out_density, **kw)
     save(curvature_vs_generalisation(eigs, read_table(args.trace, "hessian_trace"), runs),
-         args.out_generalisation, dpi)
+         args.out_generalisation, **kw)
     save(sharpness_trajectories(read_table(args.sharpness, "sharpness_trajectory"), runs),
-         args.out_sharpness, dpi)
+         args.out_sharpness, **kw)

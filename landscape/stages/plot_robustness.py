@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    dpi = plot_options(args.params)["dpi"]
+    opts = plot_options(args.params)
+    kw = {"dpi": opts["dpi"], "formats": opts["formats"]}
     save(noise_curves(read_table(args.robustness, "robustness"), read_table(args.runs, "runs")),
-         args.out, dpi)
+         args.out, **kw)

@@ -31,19 +31,20 @@ def run(args) -> None:
     from ..plots import save  # matplotlib only in this stage's process, not in every CLI call
     from ..plots.slices import curves_1d, plane_contours, small_multiples, surface
 
-    dpi = plot_options(args.params)["dpi"]
+    opts = plot_options(args.params)
+    kw = {"dpi": opts["dpi"], "formats": opts["formats"]}
     s1 = read_table(args.slice_1d, "slice_1d")
     s2 = read_table(args.slice_2d, "slice_2d")
     traj = read_table(args.trajectory, "trajectory_projection")
     pca = read_table(args.pca, "pca_variance")
     runs = read_table(args.runs, "runs")
-    save(curves_1d(s1, runs), args.curves, dpi)
-    save(small_multiples(s2, traj, pca, runs), args.multiples, dpi)
+    save(curves_1d(s1, runs), args.curves, **kw)
+    save(small_multiples(s2, traj, pca, runs), args.multiples, **kw)
     if not len(args.contours) == len(args.surfaces) == len(args.run_ids):
         raise ValueError(f"--run-ids has {len(args.run_ids)} runs but --contours "
                          f"{len(args.contours)} and --surfaces {len(args.surfaces)} files; "
                          "give one of each per run")
     for run_id, contour, surf in zip(args.run_ids, args.contours, args.surfaces, strict=True):
-        save(plane_contours(s2, traj, pca, runs, run_id), contour, dpi)
-        save(surface(s2, runs, run_id), surf, dpi)
+        save(plane_contours(s2, traj, pca, runs, run_id), contour, **kw)
+        save(surface(s2, runs, run_id), surf, **kw)
     print(f"wrote {args.curves}, {args.multiples} and {2 * len(args.run_ids)} per-run figures")

@@ -13,13 +13,15 @@ HELP = "draw training curves and final metrics against hyper-parameters"
 
 def add_arguments(p) -> None:
     p.add_argument("--training", required=True)
-    p.add_argument("--runs", required=True)
+    p.add_argument("--runs", required=True, help="runs.parquet (the colours of the runs)")
     p.add_argument("--params", default="{}", help="JSON of the config's `plots` section")
     p.add_argument("--curves", required=True, help="output figure of training curves")
     p.add_argument("--hparams", required=True, help="output figure of metrics vs hyper-parameters")
 
 
 def run(args) -> None:
-    dpi = plot_options(args.params)["dpi"]
-    save(training_curves(read_table(args.training, "training")), args.curves, dpi)
-    save(final_vs_hparams(read_table(args.runs, "runs")), args.hparams, dpi)
+    opts = plot_options(args.params)
+    kw = {"dpi": opts["dpi"], "formats": opts["formats"]}
+    runs = read_table(args.runs, "runs")
+    save(training_curves(read_table(args.training, "training"), runs), args.curves, **kw)
+    save(final_vs_hparams(runs), args.hparams, **kw)

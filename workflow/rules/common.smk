@@ -54,6 +54,13 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def vector_copies(*figures):
+    """The copies of PNG figures in the other formats of `plots.formats` (figures/x.png ->
+    figures/x.pdf, figures/x.svg), written by the job that draws the PNG; [] for [png]."""
+    extra = [fmt for fmt in config["plots"]["formats"] if fmt != "png"]
+    return [f"{f.rsplit('.', 1)[0]}.{fmt}" for f in figures for fmt in extra]
+
+
 def run_train_params(wildcards):
     """The run's row of the run table, the `train` section and its model's options."""
     return as_json(train_params(config, RUN_TABLE, wildcards.run))

@@ -147,6 +147,9 @@ rule plot_connectivity:
             caption="../report/connectivity_barriers.rst",
             category="Connectivity",
         ),
+        vectors=vector_copies(
+            f"{RES}/figures/connectivity_paths.png", f"{RES}/figures/connectivity_barriers.png"
+        ),
     params:
         plots=as_json(config["plots"]),
     conda:
@@ -165,11 +168,12 @@ rule plot_spawn:
         runs=f"{RES}/tables/runs.parquet",
         code=src("plot_connectivity"),
     output:
-        report(
+        figure=report(
             f"{RES}/figures/connectivity_spawn.png",
             caption="../report/connectivity_spawn.rst",
             category="Connectivity",
         ),
+        vectors=vector_copies(f"{RES}/figures/connectivity_spawn.png"),
     params:
         plots=as_json(config["plots"]),
     conda:
@@ -178,4 +182,4 @@ rule plot_spawn:
         f"{RES}/logs/plot_spawn.log",
     shell:
         "python -m landscape plot-connectivity --spawn {input.spawn} --runs {input.runs}"
-        " --params {params.plots:q} --out-spawn {output} > {log} 2>&1"
+        " --params {params.plots:q} --out-spawn {output.figure} > {log} 2>&1"

@@ -118,6 +118,9 @@ rule plot_hessian:
             caption="../report/hessian_sharpness.rst",
             category="Curvature",
         ),
+        vectors=vector_copies(
+            *(f"{RES}/figures/hessian_{f}.png" for f in ("density", "generalisation", "sharpness"))
+        ),
     params:
         plots=as_json(config["plots"]),
     conda:

@@ -109,11 +109,12 @@ rule plot_robustness:
         runs=f"{RES}/tables/runs.parquet",
         code=src("plot_robustness"),
     output:
-        report(
+        figure=report(
             ROBUSTNESS_FIGURES["noise"],
             caption="../report/robustness_noise.rst",
             category="Robustness",
         ),
+        vectors=vector_copies(ROBUSTNESS_FIGURES["noise"]),
     params:
         plots=as_json(config["plots"]),
     conda:
@@ -122,7 +123,7 @@ rule plot_robustness:
         f"{RES}/logs/plot_robustness.log",
     shell:
         "python -m landscape plot-robustness --robustness {input.noise} --runs {input.runs}"
-        " --params {params.plots:q} --out {output} > {log} 2>&1"
+        " --params {params.plots:q} --out {output.figure} > {log} 2>&1"
 
 
 rule plot_generalisation:
@@ -130,6 +131,7 @@ rule plot_generalisation:
         measures=f"{RES}/tables/measures.parquet",
         correlations=f"{RES}/tables/correlations.parquet",
         granulated=f"{RES}/tables/granulated.parquet",
+        runs=f"{RES}/tables/runs.parquet",
         code=src("plot_generalisation"),
     output:
         measures=report(
@@ -142,6 +144,7 @@ rule plot_generalisation:
             caption="../report/generalisation_correlations.rst",
             category="Generalisation",
         ),
+        vectors=vector_copies(ROBUSTNESS_FIGURES["measures"], ROBUSTNESS_FIGURES["correlations"]),
     params:
         plots=as_json(config["plots"]),
     conda:
@@ -150,6 +153,6 @@ rule plot_generalisation:
         f"{RES}/logs/plot_generalisation.log",
     shell:
         "python -m landscape plot-generalisation --measures {input.measures}"
-        " --correlations {input.correlations} --granulated {input.granulated}"
+        " --correlations {input.correlations} --granulated {input.granulated} --runs {input.runs}"
         " --params {params.plots:q} --out-measures {output.measures}"
         " --out-correlations {output.correlations} > {log} 2>&1"

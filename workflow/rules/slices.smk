@@ -133,6 +133,12 @@ rule plot_slices:
                    subcategory="surfaces")
             for f in SLICE_RUN_FIGURES["surface"]
         ],
+        vectors=vector_copies(
+            f"{RES}/figures/slices_1d.png",
+            f"{RES}/figures/slices_multiples.png",
+            *SLICE_RUN_FIGURES["contour"],
+            *SLICE_RUN_FIGURES["surface"],
+        ),
     params:
         plots=as_json(config["plots"]),
         runs=" ".join(SLICE_RUNS),

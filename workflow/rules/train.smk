@@ -68,6 +68,7 @@ rule plot_training:
             caption="../report/final_vs_hparams.rst",
             category="Training",
         ),
+        vectors=vector_copies(*TRAINING_FIGURES),
     params:
         plots=as_json(config["plots"]),
     conda:
