@@ -73,3 +73,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Path:
+    """The whole smoke study (tests/smoke.yaml), run once per test session in a copy of the
+    repository; the workflow, SLURM, slices and curvature tests all read (or copy) it."""
+    import time
+
+    from .test_workflow import copy_repo, snakemake
+
+    repo = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    t0 = time.perf_counter()
+    snakemake(repo)
+    print(f"smoke study: {time.perf_counter() - t0:.1f} s")
+    return repo

@@ -1,7 +1,6 @@
 """The curvature rules in the workflow: outputs, and which jobs a config or code change reruns.
 
-Runs only the curvature targets of the smoke config (training included) in a copy of the
-repository, then asks dry runs what each change would rerun.
+Reads the session's smoke study, then asks dry runs what each change would rerun.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import pytest
 
 from landscape.tables import read_table, table_meta
 
-from .test_workflow import SNAKEMAKE, copy_repo, job_counts, results, write_config
+from .test_workflow import SNAKEMAKE, job_counts, results, write_config
 
 pytestmark = pytest.mark.slow
 TABLES = ["hessian_eigs", "hessian_trace", "hessian_density", "sharpness_trajectory"]
@@ -43,13 +42,10 @@ def planned(repo: Path, config: str = "tests/smoke.yaml") -> set[str]:
     return set(job_counts(out.stdout + out.stderr))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("hessian_wf") / "repo")
-    t0 = time.perf_counter()
-    snakemake(repo)
-    print(f"curvature targets of the smoke study: {time.perf_counter() - t0:.1f} s")
-    return repo
+@pytest.fixture
+def repo(smoke) -> Path:
+    """The smoke study (the session's): dry runs of its curvature targets after a change."""
+    return smoke
 
 
 def test_outputs(repo):

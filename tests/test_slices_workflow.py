@@ -15,20 +15,8 @@ import yaml
 
 from landscape.tables import read_table
 
-from .conftest import REPO
-
 pytestmark = pytest.mark.slow
 TABLES = ["slice_1d", "slice_2d", "trajectory_projection", "pca_variance"]
-
-
-def _copy_repo(dest: Path) -> Path:
-    for item in ("workflow", "landscape"):
-        shutil.copytree(REPO / item, dest / item,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (dest / "tests").mkdir(parents=True)
-    for name in ("config.yaml", "tests/smoke.yaml", "environment.yml", "pyproject.toml"):
-        shutil.copy(REPO / name, dest / name)
-    return dest
 
 
 def _snakemake(repo: Path, config: str, *targets: str) -> str:
@@ -39,26 +27,22 @@ def _snakemake(repo: Path, config: str, *targets: str) -> str:
     return out.stdout + out.stderr
 
 
-def _config(repo: Path, name: str, shards: int) -> str:
+def test_shard_count_changes_only_shards_and_not_the_tables(smoke, tmp_path):
+    """The smoke study (one shard per run), copied with Snakemake's records, then 3 shards."""
+    repo = tmp_path / "repo"
+    shutil.copytree(smoke, repo, symlinks=True)
     cfg = yaml.safe_load((repo / "tests/smoke.yaml").read_text())
-    cfg.setdefault("slices", {})["shards"] = shards
-    cfg["results_dir"] = "results/slices_wf"
-    (repo / name).write_text(yaml.safe_dump(cfg))
-    return name
-
-
-def test_shard_count_changes_only_shards_and_not_the_tables(tmp_path):
-    repo = _copy_repo(tmp_path / "repo")
-    tables = [f"results/slices_wf/tables/{t}.parquet" for t in TABLES]
-    one = _config(repo, "one.yaml", 1)
-    _snakemake(repo, one, *tables)
+    assert cfg["slices"]["shards"] == 1
+    res = cfg["results_dir"]
+    tables = [f"{res}/tables/{t}.parquet" for t in TABLES]
     first = {t: read_table(repo / p, t) for t, p in zip(TABLES, tables, strict=True)}
     assert all(len(df) for df in first.values())
 
-    three = _config(repo, "three.yaml", 3)
-    dry = _snakemake(repo, three, "-n", *tables)
+    cfg["slices"]["shards"] = 3
+    (repo / "three.yaml").write_text(yaml.safe_dump(cfg))
+    dry = _snakemake(repo, "three.yaml", "-n", *tables)
     rules = set(re.findall(r"^(?:local)?rule (\w+):", dry, re.M))
     assert rules == {"slice_shard", "gather_slices"}, dry  # directions and training are reused
-    _snakemake(repo, three, *tables)
+    _snakemake(repo, "three.yaml", *tables)
     for t, p in zip(TABLES, tables, strict=True):
         assert read_table(repo / p, t).equals(first[t]), t

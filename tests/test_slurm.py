@@ -1,14 +1,14 @@
 """The SLURM profile on a real single-node SLURM cluster (slurmctld + slurmd + munge).
 
 `scripts/local-slurm.sh start` brings the cluster up (and the module's finalizer stops it again,
-also when a test fails). The smoke study then runs three ways, partly at the same time so that
-the SLURM queue's waiting overlaps with work:
+also when a test fails). The smoke study then runs three ways:
 
 * S: `snakemake --profile workflow/profiles/slurm` (the slurm executor plugin, status by squeue);
-* L: `snakemake --cores 2`, the local reference (tables only: figures are not compared);
-* F: after L, one run's checkpoint is corrupted and both runs' curvature jobs are forced through
-  the profile: the corrupt run's job fails, Snakemake names its SLURM log, the other run's job
-  (independent of the failure) completes.
+* L: the local reference, the test session's smoke study (`snakemake --cores 2`; the `smoke`
+  fixture); tables are compared, figures are not;
+* F: on a copy of L, one run's checkpoint is corrupted and both runs' curvature jobs are forced
+  through the profile: the corrupt run's job fails, Snakemake names its SLURM log, the other
+  run's job (independent of the failure) completes.
 
 Where the machine cannot run the daemons (not root and no passwordless sudo; no slurmctld and no
 apt; no slurm plugin) the tests skip with the reason. CI sets LANDSCAPE_REQUIRE_SLURM=1, which
@@ -165,28 +165,24 @@ SLURM_ARGS = ["--profile", "workflow/profiles/slurm", "--slurm-keep-successful-l
 
 
 @pytest.fixture(scope="module")
-def study(slurm_cluster, tmp_path_factory):
-    """S (SLURM), L (local) and F (failure injection through SLURM on L's results)."""
+def study(slurm_cluster, smoke, tmp_path_factory):
+    """S (SLURM); L, the local reference, is the session's smoke study (``smoke``); F (failure
+    injection through SLURM) runs on a copy of L's results, so L itself stays intact."""
     root = tmp_path_factory.mktemp("slurm")
     s_repo = copy_repo(root / "S", root / "S" / "results")
-    l_repo = copy_repo(root / "L", root / "L" / "results")
+    cfg = yaml.safe_load((smoke / "tests" / "smoke.yaml").read_text())
+    reference = smoke / cfg["results_dir"] / "tables"
+    l_repo = root / "L"
+    shutil.copytree(smoke, l_repo, symlinks=True)
+    shutil.copy(smoke / "tests" / "smoke.yaml", l_repo / "smoke.yaml")
     t0 = time.perf_counter()
     s = Run("slurm", s_repo, SLURM_ARGS).start()
     f = None
     try:
-        # tables are what is compared: leave out figures (and what needs them) locally
-        plots = sorted(set(re.findall(r"^rule (plot_\w+|findings):", "\n".join(
-            p.read_text() for p in (l_repo / "workflow" / "rules").glob("*.smk")), re.M)))
-        local = Run("local", l_repo, ["--cores", "2", *(["--omit-from", *plots] if plots
-                                                         else [])]).start().wait()
-        assert local.rc == 0, local.output[-6000:]
-        reference = root / "reference_tables"
-        shutil.copytree(l_repo / "results" / "tables", reference)
-
         # F: corrupt the bad run's checkpoint (bytes in the middle, size unchanged), then force
         # the curvature job of both runs. The bad run's job fails on the checksum; the good
         # run's job does not depend on that checkpoint and must complete.
-        res = l_repo / "results"
+        res = l_repo / cfg["results_dir"]
         runs = sorted(p.name for p in (res / "hessian").iterdir() if p.is_dir())
         assert len(runs) >= 2, runs
         bad_run, good_run = runs[:2]
@@ -200,16 +196,16 @@ def study(slurm_cluster, tmp_path_factory):
         targets = [str(res / "hessian" / run / "eigs.parquet") for run in (bad_run, good_run)]
         f = Run("failure", l_repo, [*SLURM_ARGS, "--forcerun", "hessian", "--", *targets])
         f.start()
-        f.extra.update(corrupted_at=corrupted_at, bad_run=bad_run, good_run=good_run)
+        f.extra.update(corrupted_at=corrupted_at, bad_run=bad_run, good_run=good_run, res=res)
         s.wait()
         f.wait()
     finally:  # never leave a Snakemake behind (the daemons stop in slurm_cluster's finalizer)
         for run in (s, f):
             if run is not None:
                 run.kill()
-    print(f"SLURM run {s.seconds:.0f} s, local run {local.seconds:.0f} s, failure run "
-          f"{f.seconds:.0f} s; all three {time.perf_counter() - t0:.0f} s")
-    return {"slurm": s, "local": local, "failure": f, "reference": reference,
+    print(f"SLURM run {s.seconds:.0f} s, failure run {f.seconds:.0f} s; both "
+          f"{time.perf_counter() - t0:.0f} s")
+    return {"slurm": s, "failure": f, "reference": reference,
             "ctld_log": slurm_cluster / "log" / "slurmctld.log"}
 
 
@@ -303,7 +299,7 @@ def test_failing_job_is_reported_with_its_slurm_log_and_the_rest_completes(study
     assert re.search(rf"Error in (group geometry_{bad_run}|rule \w+)", out), out[-6000:]
     assert "does not match its checksum" in out, "the stage's own error is not shown"
     # the independent job (the good run's hessian) completed through SLURM and was rewritten
-    res = f.repo / "results"
+    res = f.extra["res"]
     for part in ("eigs", "trace", "density"):
         good = res / "hessian" / good_run / f"{part}.parquet"
         assert good.exists() and good.stat().st_mtime > f.extra["corrupted_at"], good

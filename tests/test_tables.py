@@ -113,3 +113,19 @@ def test_checkpoint_integrity(tmp_path):
         load_checkpoint(p)
     with pytest.raises(IntegrityError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a temporary file (mkstemp: mode 0600); the output itself gets the
+    mode a plain open() would give, so a report or a colleague can read it."""
+    import os
+
+    from landscape.io import atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "figure.png") as tmp:
+            tmp.write_bytes(b"png")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "figure.png").stat().st_mode & 0o777 == 0o644

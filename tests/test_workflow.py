@@ -24,6 +24,9 @@ from .conftest import REPO
 pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TIME_COLUMNS = {"wall_time", "train_seconds", "seconds"}
+# Tables whose rows of a run depend on the other runs of the study (pairs, ranks, the study's
+# findings): left out when one run is compared across two studies.
+ACROSS_RUNS = {"findings"}
 
 
 def copy_repo(dest: Path) -> Path:
@@ -68,15 +71,6 @@ def job_counts(text: str) -> dict[str, int]:
 def planned_runs(repo: Path, config: str) -> list[str]:
     out = snakemake(repo, "-n", config=config)
     return re.findall(r"rule train:.*?wildcards: run=(\S+)", out.stdout + out.stderr, re.S)
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
-    t0 = time.perf_counter()
-    snakemake(repo)
-    print(f"smoke study: {time.perf_counter() - t0:.1f} s")
-    return repo
 
 
 def results(repo: Path) -> Path:
@@ -176,22 +170,13 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, expected):
     assert not (repo / "results").exists()
 
 
-def test_whole_smoke_study_is_deterministic(smoke, tmp_path):
-    """Two runs from scratch give identical tables (timing columns aside)."""
-    other = copy_repo(tmp_path / "again")
-    snakemake(other)
-    a_dir, b_dir = results(smoke) / "tables", results(other) / "tables"
-    names = sorted(p.name for p in a_dir.glob("*.parquet"))
-    assert names == sorted(p.name for p in b_dir.glob("*.parquet"))
-    for name in names:
-        a, b = read_table(a_dir / name), read_table(b_dir / name)
-        keep = [c for c in a.columns if c not in TIME_COLUMNS]
-        assert a[keep].equals(b[keep]), name
-
-
-def test_diverged_run_is_skipped_downstream(tmp_path):
+def test_diverged_run_is_skipped_downstream(smoke, tmp_path):
     """A run whose loss becomes non-finite is recorded as diverged; every downstream stage skips
-    it with a visible reason and the rest of the study completes and reports."""
+    it with a visible reason and the rest of the study completes and reports.
+
+    The healthy run is the smoke study's run of the same hyper-parameters, computed again from
+    scratch in another folder, with other jobs beside it: every row of it must equal the smoke
+    study's (timing columns aside). That is the determinism check of every per-run stage."""
     repo = copy_repo(tmp_path / "repo")
 
     def edit(c):
@@ -219,6 +204,20 @@ def test_diverged_run_is_skipped_downstream(tmp_path):
             assert bad not in set(df["run"]), table.name
             assert len(df), f"{table.name} is empty: the healthy run was not measured"
     assert (res / "figures/training_curves.png").exists()
+
+    healthy, compared = "cnn_sgd_lr0.05_bs64_wd0_s1", []
+    for table in sorted((res / "tables").glob("*.parquet")):
+        if table.stem in ACROSS_RUNS:
+            continue
+        a = read_table(table)
+        if "run" not in a.columns or healthy not in set(a["run"]):
+            continue
+        b = read_table(results(smoke) / "tables" / table.name)
+        keep = [c for c in a.columns if c not in TIME_COLUMNS]
+        a, b = ((df.loc[df["run"] == healthy, keep].reset_index(drop=True)) for df in (a, b))
+        assert len(a) and a.equals(b), f"{table.name}: the same run gave other numbers"
+        compared.append(table.stem)
+    assert {"training", "hessian_eigs", "slice_2d", "robustness"} <= set(compared), compared
 
 
 def test_smoke_connectivity(smoke):
