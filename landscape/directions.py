@@ -36,8 +36,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .slicespec import NORMALIZATIONS, check_normalization  # noqa: F401 (re-exported)
 from .params import ParamSet, bitwise_equal, dot, filter_norms, flatten, norm, sub, unflatten
+from .slicespec import NORMALIZATIONS, check_normalization  # noqa: F401 (re-exported)
 
 EPS = 1e-10  # as in Li et al.'s code: guards against all-zero filters of the direction
 
