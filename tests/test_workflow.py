@@ -353,3 +353,26 @@ def test_run_table_gives_each_model_its_own_options(smoke):
     out = snakemake(smoke, "-n", *targets, config=edited)
     assert re.findall(r"rule train:.*?wildcards: run=(\S+)", out.stdout + out.stderr, re.S) == [
         "cnn_bn_sgd_lr0.05_bs256_wd0_s1"]
+
+
+@pytest.mark.parametrize("device,gpus", [("cuda", 1), ("cpu", 0)])
+def test_heavy_jobs_ask_for_a_gpu_when_the_study_uses_cuda(device, gpus, tmp_path):
+    """`device: cuda` gives every computing job a `gpu=1` resource, which the SLURM executor turns
+    into --gpus=1; gather, plot and other local jobs never ask for one."""
+    from types import SimpleNamespace
+
+    (tmp_path / "device.yaml").write_text(f"device: {device}\n")
+    out = subprocess.run([*SNAKEMAKE, "-n", "--configfile", "tests/smoke.yaml",
+                          str(tmp_path / "device.yaml")], cwd=REPO, capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    jobs = re.findall(r"^(localrule|rule) (\w+):\n(?:[ \t]+.*\n)*?[ \t]+resources: (.*)", text,
+                      re.M)
+    heavy = {"train", "hessian", "sharpness", "slice_directions", "slice_shard", "robustness",
+             "connectivity_pair", "spawn"}
+    asked = {name for _, name, res in jobs if f"gpu={gpus}" in res and gpus}
+    assert asked == (heavy if gpus else set()), jobs
+    assert not {name for kind, name, res in jobs if kind == "localrule" and "gpu=1" in res}
+    plugin = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
+    job = SimpleNamespace(resources={"gpu": gpus})
+    assert plugin.set_gres_string(job).strip() == ("--gpus=1" if gpus else "")

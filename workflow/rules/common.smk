@@ -24,6 +24,9 @@ RUN_TABLE = run_table(config)
 RUNS = list(RUN_TABLE.index)
 RES = config["results_dir"].rstrip("/")
 TRAINING_FIGURES = [f"{RES}/figures/training_curves.png", f"{RES}/figures/final_vs_hparams.png"]
+# Heavy jobs (those with `threads: 1` that import torch and compute) ask for one GPU when the
+# study asks for CUDA (`device: cuda`); the SLURM profile's executor turns `gpu=1` into --gpus=1.
+GPUS = 1 if config["device"] == "cuda" else 0
 STAGES = ["hessian", "slices", "connectivity", "robustness"]  # geometry stages whose outputs are targets (see stage_targets)
 
 

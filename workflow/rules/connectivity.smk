@@ -65,6 +65,8 @@ rule connectivity_pair:
     benchmark:
         f"{RES}/benchmarks/connectivity/{{pair}}.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape connectivity --threads {threads} --data {input.data}"
         " --checkpoint-a {input.a} --checkpoint-b {input.b} --pair {wildcards.pair}"
@@ -90,6 +92,8 @@ rule spawn:
     benchmark:
         f"{RES}/benchmarks/connectivity/spawn_{{run}}_step{{spawn_step}}.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape spawn --threads {threads} --data {input.data}"
         " --snapshots {input.snapshots} --step {wildcards.spawn_step}"

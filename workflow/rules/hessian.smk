@@ -43,6 +43,8 @@ rule hessian:
     benchmark:
         f"{RES}/benchmarks/hessian/{{run}}.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape hessian --threads {threads} --data {input.data}"
         " --checkpoint {input.checkpoint} --params {params.hessian:q} --device {params.device}"
@@ -67,6 +69,8 @@ rule sharpness:
     benchmark:
         f"{RES}/benchmarks/hessian/{{run}}_sharpness.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape sharpness --threads {threads} --data {input.data}"
         " --snapshots {input.snapshots} --params {params.hessian:q} --device {params.device}"

@@ -54,6 +54,8 @@ rule robustness:
     benchmark:
         f"{RES}/benchmarks/robustness/{{run}}.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape robustness --threads {threads} --data {input.data}"
         " --checkpoint {input.checkpoint} --snapshots {input.snapshots}"

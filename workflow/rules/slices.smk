@@ -50,6 +50,8 @@ rule slice_directions:
     log:
         f"{RES}/logs/slices/{{run}}_directions.log",
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape slice-directions --threads {threads} --checkpoint {input.checkpoint}"
         " --snapshots {input.snapshots} --params {params.slices:q} --out {output.plan}"
@@ -75,6 +77,8 @@ rule slice_shard:
     benchmark:
         f"{RES}/benchmarks/slices/{{run}}_shard{{shard}}of{{shards}}.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape slices --threads {threads} --data {input.data}"
         " --checkpoint {input.checkpoint} --plan {input.plan} --params {params.slices:q}"

@@ -18,6 +18,8 @@ rule train:
     benchmark:
         f"{RES}/benchmarks/train/{{run}}.tsv"
     threads: 1
+    resources:
+        gpu=GPUS,
     shell:
         "python -m landscape train --threads {threads} --data {input.data}"
         " --params {params.train:q} --device {params.device} --out {params.out} > {log} 2>&1"
