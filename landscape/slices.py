@@ -83,7 +83,11 @@ def grid_through_zero(lo: float, hi: float, n: int) -> np.ndarray:
 
 def shard_bounds(n_points: int, shard: int, shards: int) -> tuple[int, int]:
     """[start, stop) of shard ``shard`` (0-based) of ``shards`` over ``n_points`` points:
-    contiguous chunks whose sizes differ by at most one (as ``numpy.array_split``)."""
+    contiguous chunks whose sizes differ by at most one (as ``numpy.array_split``).
+
+    Balancing by count is balancing by cost here: every point, on any plane or line, is one
+    write of the parameters plus one evaluation of the same train and test subsets (the PCA
+    directions and the trajectory projection are computed once, by ``slice_directions``)."""
     if shards < 1:
         raise ValueError(f"shards = {shards} is not allowed: expected at least 1")
     if not 0 <= shard < shards:
