@@ -86,8 +86,9 @@ def shard_bounds(n_points: int, shard: int, shards: int) -> tuple[int, int]:
     contiguous chunks whose sizes differ by at most one (as ``numpy.array_split``).
 
     Balancing by count is balancing by cost here: every point, on any plane or line, is one
-    write of the parameters plus one evaluation of the same train and test subsets (the PCA
-    directions and the trajectory projection are computed once, by ``slice_directions``)."""
+    write of the parameters plus one evaluation of the same train and test subsets, the points
+    of the projected trajectory included (directions and coordinates are computed once, by
+    ``slice_directions``)."""
     if shards < 1:
         raise ValueError(f"shards = {shards} is not allowed: expected at least 1")
     if not 0 <= shard < shards:
