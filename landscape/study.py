@@ -118,12 +118,18 @@ def _imports(path: Path, module: str) -> set[str]:
     return found
 
 
-@cache
 def sources(*modules: str) -> tuple[str, ...]:
-    """Absolute paths of the landscape source files that ``modules`` import, transitively.
+    """Paths of the landscape source files that ``modules`` import, transitively.
 
-    ``modules`` are names relative to the package, e.g. ``"stages.train"``.
+    ``modules`` are names relative to the package, e.g. ``"stages.train"``. Paths are relative to
+    the working directory when the package lies inside it (a checkout: Snakemake's records then
+    survive moving or copying the project folder), absolute otherwise (an installed package).
     """
+    return tuple(sorted(_workdir_relative(p) for p in _source_files(modules)))
+
+
+@cache
+def _source_files(modules: tuple[str, ...]) -> frozenset[Path]:
     todo = [f"landscape.{m}" for m in modules]
     seen: dict[str, Path] = {}
     while todo:
@@ -135,8 +141,12 @@ def sources(*modules: str) -> tuple[str, ...]:
             continue
         seen[mod] = path
         todo.extend(_imports(path, mod) - set(seen))
-    skip = {PACKAGE_DIR / "__init__.py"}
-    return tuple(sorted(str(p) for p in set(seen.values()) - skip))
+    return frozenset(seen.values()) - {PACKAGE_DIR / "__init__.py"}
+
+
+def _workdir_relative(path: Path) -> str:
+    here = Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def use_this_python() -> None:

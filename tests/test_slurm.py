@@ -193,7 +193,9 @@ def study(slurm_cluster, smoke, tmp_path_factory):
             fh.write(bytes(64))
         corrupted_at = time.time()
         time.sleep(1.0)
-        targets = [str(res / "hessian" / run / "eigs.parquet") for run in (bad_run, good_run)]
+        # as the rules name them: relative to the workdir (results_dir is relative here)
+        targets = [str((res / "hessian" / run / "eigs.parquet").relative_to(l_repo))
+                   for run in (bad_run, good_run)]
         f = Run("failure", l_repo, [*SLURM_ARGS, "--forcerun", "hessian", "--", *targets])
         f.start()
         f.extra.update(corrupted_at=corrupted_at, bad_run=bad_run, good_run=good_run, res=res)
