@@ -96,7 +96,10 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _imports(path: Path, module: str) -> set[str]:
+@cache
+def _imports(path: Path, module: str) -> frozenset[str]:
+    """The landscape modules that ``module`` (at ``path``) imports; parsed once per process
+    (every rule asks for its stage's sources at each Snakemake start)."""
     tree = ast.parse(path.read_text())
     pkg = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = set()
@@ -115,7 +118,7 @@ def _imports(path: Path, module: str) -> set[str]:
             found.add(target)
             for a in node.names:  # `from . import x` may import submodules
                 found.add(f"{target}.{a.name}")
-    return found
+    return frozenset(found)
 
 
 def sources(*modules: str) -> tuple[str, ...]:

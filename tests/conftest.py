@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -13,6 +14,14 @@ import torch
 from landscape.data import Split, fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Snakemake loads every installed executor plugin at start; the SLURM plugin then runs
+# `scontrol show config`, which waits 9-60 s for a controller wherever SLURM's client is
+# installed but no cluster is up (CI installs it for tests/test_slurm.py). No test but the SLURM
+# ones needs a cluster: give the others an empty SLURM config, on which scontrol fails at once.
+# tests/test_slurm.py puts the original value back for its own commands.
+ORIGINAL_SLURM_CONF = os.environ.get("SLURM_CONF")
+os.environ.setdefault("SLURM_CONF", os.devnull)
 
 
 def synthetic_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ import yaml
 
 from landscape.tables import read_table
 
-from .conftest import REPO
+from .conftest import ORIGINAL_SLURM_CONF, REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
@@ -64,8 +64,17 @@ def root_prefix() -> list[str] | None:
     return None
 
 
+def slurm_env(**extra: str) -> dict[str, str]:
+    """The environment with SLURM's own config location (conftest empties it for other tests)."""
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    if ORIGINAL_SLURM_CONF is not None:
+        env["SLURM_CONF"] = ORIGINAL_SLURM_CONF
+    return {**env, **extra}
+
+
 def script(prefix: list[str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, "bash", str(SCRIPT), *args], capture_output=True, text=True,
+    return subprocess.run([*prefix, "bash", str(SCRIPT), *args], env=slurm_env(),
+                          capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -130,7 +139,7 @@ class Run:
     extra: dict = field(default_factory=dict)
 
     def start(self) -> Run:
-        env = {**os.environ, "PYTHONPATH": str(self.repo)}
+        env = slurm_env(PYTHONPATH=str(self.repo))
         self.log = self.repo / f"{self.name}.out"
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen([*SNAKEMAKE, "--configfile", "smoke.yaml", *self.args],
