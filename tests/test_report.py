@@ -124,3 +124,16 @@ def test_connectivity_findings_follow_the_barriers():
     assert text_of(f, "alignment").endswith("lowered the linear barrier in 2 of 3 pair(s).")
     f = finding_connectivity({"barriers": barriers([1.0, 2.0, 0.5], [1.2, 2.3, 0.9])})
     assert "in 0 of 3 pair(s)" in text_of(f, "alignment")
+
+
+def test_no_rank_correlation_finding_from_two_runs():
+    """Two runs give τ = ±1 with a degenerate interval: the finding says there are too few runs."""
+    import pandas as pd
+
+    from landscape.report.findings import finding_generalisation
+
+    row = {"gap": "gap_error", "measure": "lambda_max", "tau": -1.0, "tau_lo": -1.0, "tau_hi": -1.0,
+           "p_value": 1.0, "n": 2, "psi": float("nan"), "psi_lo": float("nan"),
+           "psi_hi": float("nan"), "n_groups": 0}
+    (f,) = finding_generalisation({"correlations": pd.DataFrame([row])})
+    assert "Too few runs (n = 2)" in f.text and "excludes 0" not in f.text

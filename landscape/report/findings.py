@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 ALPHA = 0.05
+MIN_RUNS_FOR_RANKS = 5  # fewer finished runs: no rank-correlation finding
 HPARAMS = ["model", "optimizer", "lr", "batch_size", "weight_decay", "seed"]
 
 
@@ -320,6 +321,12 @@ def finding_generalisation(tables: dict[str, pd.DataFrame]) -> list[Finding]:
     for gap, g in c.groupby("gap"):
         g = g.dropna(subset=["tau"])
         if g.empty:
+            continue
+        n = int(g["n"].max())
+        if n < MIN_RUNS_FOR_RANKS:  # τ of 2-3 runs is ±1 by construction; its interval is void
+            out.append(Finding("generalisation", f"best_{gap}",
+                               f"Too few runs (n = {n}) to rank measures by their correlation with "
+                               f"{gap}; at least {MIN_RUNS_FOR_RANKS} are needed.", {"n": n}))
             continue
         g = g.reindex(g["tau"].abs().sort_values(ascending=False).index)
         top = g.iloc[0]
