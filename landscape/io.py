@@ -7,6 +7,7 @@ an interrupted job never leaves a partial file that a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -17,7 +18,9 @@ from pathlib import Path
 from .errors import UserError
 
 
+@functools.cache
 def _umask() -> int:
+    """The process's umask, read once (reading it means setting it, briefly)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -120,12 +120,14 @@ def test_outputs_get_the_usual_permissions(tmp_path):
     mode a plain open() would give, so a report or a colleague can read it."""
     import os
 
-    from landscape.io import atomic_path
+    from landscape.io import _umask, atomic_path
 
+    _umask.cache_clear()
     mask = os.umask(0o022)
     try:
         with atomic_path(tmp_path / "figure.png") as tmp:
             tmp.write_bytes(b"png")
     finally:
         os.umask(mask)
+        _umask.cache_clear()
     assert (tmp_path / "figure.png").stat().st_mode & 0o777 == 0o644
