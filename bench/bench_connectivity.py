@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from landscape.allocator import keep_freed_memory  # noqa: E402
 from landscape.connectivity import (  # noqa: E402
     BezierPath,
     LinearPath,
@@ -215,6 +216,7 @@ def main() -> None:
     if args.quick:
         args.eval_size, args.train_size, args.repeats = 512, 2048, 1
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as every stage does (landscape/allocator.py)
 
     x, y, what = load_data(max(args.train_size, args.eval_size))
     print(f"data: {what}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from landscape.allocator import keep_freed_memory  # noqa: E402
 from landscape.checkpoints import load_model  # noqa: E402
 from landscape.data import Split, eval_subset, prepare  # noqa: E402
 from landscape.hessian import HessianOperator, lanczos_eigs, power_iteration  # noqa: E402
@@ -145,6 +146,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as every stage does (landscape/allocator.py)
 
     with tempfile.TemporaryDirectory() as tmp:
         model, train = trained_model(args.train_size, args.epochs, args.width, Path(tmp))

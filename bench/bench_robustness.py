@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from landscape.allocator import keep_freed_memory  # noqa: E402
 from landscape.data import Split, eval_subset, load_prepared  # noqa: E402
 from landscape.evaluate import evaluate  # noqa: E402
 from landscape.models import build_model  # noqa: E402
@@ -97,6 +98,7 @@ def main() -> None:
     if args.quick:
         args.eval_size, args.sharp_size, args.draws, args.steps = 512, 256, 3, 5
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as every stage does (landscape/allocator.py)
 
     (x, y), what = load_data(args.data, args.eval_size)
     if args.checkpoint:

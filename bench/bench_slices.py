@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from landscape.allocator import keep_freed_memory
 from landscape.data import eval_subset, load_prepared, prepare
 from landscape.directions import random_direction
 from landscape.evaluate import evaluate
@@ -192,6 +193,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="skip the sweep and the vmap variants")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as every stage does (landscape/allocator.py)
 
     x, y = load_data(args.data, args.eval_size)
     model = make_model(args)

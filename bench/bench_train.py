@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from landscape.allocator import keep_freed_memory  # noqa: E402
 from landscape.data import eval_subset, prepare  # noqa: E402
 from landscape.evaluate import evaluate  # noqa: E402
 from landscape.models import build_model  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as every stage does (landscape/allocator.py)
 
     blob = prepare(train_size=args.train_size, test_size=args.test_size)
     from landscape.data import Split

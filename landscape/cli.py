@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from . import stages
+from .allocator import keep_freed_memory
 from .errors import UserError
 
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
+        keep_freed_memory()  # before the stage allocates: see landscape/allocator.py
         args.func(args)
     except (UserError, FileNotFoundError, FloatingPointError) as exc:
         # config, data, corrupt files, non-finite numbers: the message says what to fix

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.allocator import keep_freed_memory
 from landscape.data import Split, fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 # tests/test_slurm.py puts the original value back for its own commands.
 ORIGINAL_SLURM_CONF = os.environ.get("SLURM_CONF")
 os.environ.setdefault("SLURM_CONF", os.devnull)
+
+keep_freed_memory()  # in-process tests allocate like the stages do (landscape/allocator.py)
 
 
 def synthetic_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

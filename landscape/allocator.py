@@ -1,0 +1,59 @@
+"""Keep freed memory inside the process instead of handing it back to the kernel at every free.
+
+glibc's ``malloc`` serves blocks above its mmap threshold with a fresh ``mmap`` and returns them
+with ``munmap`` when freed, and trims the heap top when more than the trim threshold is free.
+A forward pass allocates activations of a few MiB per layer (64 images × 16 channels × 28² floats
+is 3.2 MiB), so with those defaults every layer of every batch faults in fresh zeroed pages: on
+this project's 2-core test machine about half of an evaluation's CPU time was kernel time, and two
+processes evaluating at once slowed each other by ~20 % in the kernel's page handling, which is
+what kept ``slices.shards: 2`` from scaling (``bench/bench_shards.py``). With blocks up to 32 MiB
+kept and reused, the same evaluation runs 2-2.5× faster and two processes no longer interfere.
+
+:func:`keep_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` (32 MiB, glibc's maximum on 64-bit),
+``M_TRIM_THRESHOLD`` (256 MiB) and ``M_TOP_PAD`` (64 MiB) with ``mallopt``; the command-line
+entry calls it before any stage runs. The price is that a process keeps up to ~256 MiB of freed
+memory for reuse. It changes no number, only where memory comes from. Elsewhere than glibc
+(macOS, musl) it does nothing; ``LANDSCAPE_MALLOC=system`` keeps the C library's defaults
+(for comparisons: ``bench/bench_allocator.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+from .errors import UserError
+
+ENV = "LANDSCAPE_MALLOC"
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's <malloc.h>
+SETTINGS = ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 256 << 20), (M_TOP_PAD, 64 << 20))
+
+_applied: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Apply :data:`SETTINGS` once per process (glibc only); True when they are in effect."""
+    global _applied
+    if _applied is None:
+        _applied = _apply()
+    return _applied
+
+
+def _apply() -> bool:
+    choice = os.environ.get(ENV, "keep")
+    if choice == "system":
+        return False
+    if choice != "keep":
+        raise UserError(f"{ENV}={choice!r} is not allowed: expected 'keep' (default) or "
+                         "'system'")
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, gnu_libc_version = libc.mallopt, libc.gnu_get_libc_version
+    except (OSError, AttributeError):  # not glibc (musl has no gnu_get_libc_version)
+        return False
+    del gnu_libc_version
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in SETTINGS)

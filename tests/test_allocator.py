@@ -1,0 +1,61 @@
+"""Freed memory stays in the process (landscape/allocator.py): no page faults per forward pass."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from landscape import allocator, cli
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr(
+    "CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc's mallopt only")
+
+# ten evaluation passes after a warm-up: minor page faults and whether the settings applied
+PASSES = textwrap.dedent("""
+    import resource, torch
+    torch.set_num_threads(1)
+    from landscape.allocator import keep_freed_memory
+    applied = keep_freed_memory()
+    from landscape.evaluate import evaluate
+    from landscape.models import build_model
+    model = build_model("cnn", width=16, hidden=64)
+    x, y = torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    evaluate(model, x, y, 64)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        evaluate(model, x, y, 64)
+    print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+def faults(**env) -> tuple[bool, int]:
+    out = subprocess.run([sys.executable, "-c", PASSES], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@glibc
+def test_evaluation_passes_reuse_freed_memory_instead_of_faulting_in_new_pages():
+    kept, kept_faults = faults()
+    system, system_faults = faults(LANDSCAPE_MALLOC="system")
+    assert kept and not system
+    # glibc's defaults map and unmap every activation of > 128 KiB: thousands of faults per pass
+    assert system_faults > 10_000, system_faults
+    assert kept_faults < system_faults / 20, (kept_faults, system_faults)
+
+
+def test_every_stage_keeps_freed_memory_and_a_bad_choice_is_one_line(tmp_path, monkeypatch,
+                                                                       capsys):
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.setenv(allocator.ENV, "jemalloc")
+    rc = cli.main(["gather", "--table", "runs", "--out", str(tmp_path / "o.parquet"),
+                   "--inputs", str(tmp_path / "missing.parquet")])
+    err = capsys.readouterr().err
+    assert rc == 1 and not (tmp_path / "o.parquet").exists()
+    assert err.count("\n") == 1 and "LANDSCAPE_MALLOC='jemalloc'" in err and "'system'" in err
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.setenv(allocator.ENV, "system")
+    assert allocator.keep_freed_memory() is False
+    monkeypatch.setattr(allocator, "_applied", None)
