@@ -40,9 +40,7 @@ data:
 
 bench: setup data
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python bench/bench_train.py
-	$(BIN)/python bench/bench_hessian.py
-	$(BIN)/python bench/bench_slices.py
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check landscape tests bench
