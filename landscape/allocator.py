@@ -3,11 +3,11 @@
 glibc's ``malloc`` serves blocks above its mmap threshold with a fresh ``mmap`` and returns them
 with ``munmap`` when freed, and trims the heap top when more than the trim threshold is free.
 A forward pass allocates activations of a few MiB per layer (64 images × 16 channels × 28² floats
-is 3.2 MiB), so with those defaults every layer of every batch faults in fresh zeroed pages: on
-this project's 2-core test machine about half of an evaluation's CPU time was kernel time, and two
-processes evaluating at once slowed each other by ~20 % in the kernel's page handling, which is
-what kept ``slices.shards: 2`` from scaling (``bench/bench_shards.py``). With blocks up to 32 MiB
-kept and reused, the same evaluation runs 2-2.5× faster and two processes no longer interfere.
+is 3.2 MiB), so with those defaults every layer of every batch faults in fresh zeroed pages.
+On this project's 2-core development machine that was about half of an evaluation's CPU time,
+spent in the kernel, and two processes evaluating at once slowed each other in the kernel's page handling, which kept
+``slices.shards: 2`` from scaling. ``bench/bench_allocator.py`` measures both against glibc's
+defaults (evaluation, training, two processes at once).
 
 :func:`keep_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` (32 MiB, glibc's maximum on 64-bit),
 ``M_TRIM_THRESHOLD`` (256 MiB) and ``M_TOP_PAD`` (64 MiB) with ``mallopt``; the command-line
