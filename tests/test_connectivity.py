@@ -181,6 +181,25 @@ def test_weight_matching_brings_independent_models_closer():
         torch.testing.assert_close(b(x), other(x), atol=1e-5, rtol=1e-5)
 
 
+def test_distances_sum_the_parameters_in_one_order_in_every_process():
+    # a float sum depends on its order; iterating the spec's frozenset of keys followed string
+    # hashing, which changes per process, so distance_after differed in the last bit between runs
+    from landscape.connectivity.alignment import PermutationSpec, _param_distance
+
+    keys = [f"layer{i}.weight" for i in range(12)]
+    seen: list[str] = []
+
+    class Logged(dict):
+        def __getitem__(self, key):
+            seen.append(key)
+            return super().__getitem__(key)
+
+    spec = PermutationSpec(sizes={}, axes={k: (None,) for k in keys}, parameters=frozenset(keys))
+    state = Logged({k: torch.ones(1) for k in keys})
+    assert _param_distance(spec, state, {k: torch.zeros(1) for k in keys}) == math.sqrt(12)
+    assert seen == sorted(keys)
+
+
 class Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -326,7 +326,7 @@ def weight_matching(model_or_spec: nn.Module | PermutationSpec,
 def _param_distance(spec: PermutationSpec, a: Mapping[str, torch.Tensor],
                     b: Mapping[str, torch.Tensor]) -> float:
     total = 0.0
-    for k in spec.parameters:
+    for k in sorted(spec.parameters):  # a set's order changes with each process's string hashing
         total += float((a[k].detach().double() - b[k].detach().double()).pow(2).sum())
     return total ** 0.5
 
