@@ -322,3 +322,27 @@ def test_failing_job_is_reported_with_its_slurm_log_and_the_rest_completes(study
     # nothing else ran: the gathered tables are the local run's
     assert (res / "tables" / "hessian_eigs.parquet").stat().st_mtime < f.extra["corrupted_at"]
     print(f"failure run: {len(subs)} sbatch submissions, {f.seconds:.0f} s")
+
+
+@pytest.mark.parametrize("profile, shards_grouped", [("slurm-large", False), ("slurm", True)])
+def test_large_study_profile_gives_every_slice_shard_a_slurm_job_of_its_own(profile,
+                                                                            shards_grouped):
+    """Planning only (no cluster): with workflow/profiles/slurm-large each of the large study's
+    32 slice shards is a SLURM job of its own while a run's curvature, sharpness and robustness
+    jobs share one; the default profile would put the shards into the runs' groups too."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    out = subprocess.run([*SNAKEMAKE, "-n", "--profile", f"workflow/profiles/{profile}",
+                          "--configfile", "studies/large.yaml"], cwd=REPO, capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    groups = re.findall(r"Group job (geometry_\S+) \(jobs", text)
+    assert len(groups) == 4, groups  # one per run
+    in_group = re.compile(r"^[ \t]+rule (\w+):", re.M)  # a group's jobs are indented
+    alone = re.compile(r"^rule (\w+):", re.M)
+    grouped = in_group.findall(text)
+    for rule in ("hessian", "sharpness", "robustness"):
+        assert grouped.count(rule) == 4, grouped
+    shards = 4 * yaml.safe_load((REPO / "studies" / "large.yaml").read_text())["slices"]["shards"]
+    assert grouped.count("slice_shard") == (shards if shards_grouped else 0)
+    assert alone.findall(text).count("slice_shard") == (0 if shards_grouped else shards)
