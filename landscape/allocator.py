@@ -5,9 +5,9 @@ with ``munmap`` when freed, and trims the heap top when more than the trim thres
 A forward pass allocates activations of a few MiB per layer (64 images × 16 channels × 28² floats
 is 3.2 MiB), so with those defaults every layer of every batch faults in fresh zeroed pages.
 On this project's 2-core development machine that was about half of an evaluation's CPU time,
-spent in the kernel, and two processes evaluating at once slowed each other in the kernel's page handling, which kept
-``slices.shards: 2`` from scaling. ``bench/bench_allocator.py`` measures both against glibc's
-defaults (evaluation, training, two processes at once).
+spent in the kernel, and two processes evaluating at once slowed each other in the kernel's
+page handling, which kept ``slices.shards: 2`` from scaling. ``bench/bench_allocator.py``
+measures both against glibc's defaults (evaluation, training, two processes at once).
 
 :func:`keep_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` (32 MiB, glibc's maximum on 64-bit),
 ``M_TRIM_THRESHOLD`` (256 MiB) and ``M_TOP_PAD`` (64 MiB) with ``mallopt``; the command-line
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 
 from .errors import UserError
 
@@ -47,13 +46,17 @@ def _apply() -> bool:
     if choice != "keep":
         raise UserError(f"{ENV}={choice!r} is not allowed: expected 'keep' (default) or "
                          "'system'")
-    if not sys.platform.startswith("linux"):
+    if not is_glibc():
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt, gnu_libc_version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError):  # not glibc (musl has no gnu_get_libc_version)
-        return False
-    del gnu_libc_version
+    mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in SETTINGS)
+
+
+def is_glibc() -> bool:
+    """Whether this process runs on glibc (whose ``mallopt`` takes :data:`SETTINGS`)."""
+    confstr = getattr(os, "confstr", None)  # POSIX only
+    try:
+        return bool(confstr) and (confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # the name is unknown where the C library is not glibc
+        return False

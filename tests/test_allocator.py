@@ -9,8 +9,7 @@ import pytest
 
 from landscape import allocator, cli
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr(
-    "CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc's mallopt only")
+glibc = pytest.mark.skipif(not allocator.is_glibc(), reason="glibc's mallopt only")
 
 # ten evaluation passes after a warm-up: minor page faults and whether the settings applied
 PASSES = textwrap.dedent("""
