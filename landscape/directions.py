@@ -123,8 +123,8 @@ def pca_directions(trajectory: Sequence[Sequence[torch.Tensor]], final: Sequence
     if len(rows) < k + 1:
         raise ValueError(f"PCA of the trajectory needs at least {k + 1} snapshots besides the "
                          f"final weights to find {k} directions; got {len(rows)}. Save more "
-                         "snapshots (train.snapshot_steps or more epochs) or drop 'pca' from "
-                         "slices.planes.")
+                         "snapshots (train.snapshot_steps, more epochs or a lower "
+                         "train.stop_at_loss) or drop 'pca' from slices.planes.")
     m = torch.stack(rows)
     centred = m - m.mean(dim=0, keepdim=True) if centre else m
     _, s, vh = torch.linalg.svd(centred, full_matrices=False)

@@ -156,6 +156,29 @@ def granulated_tau(df: pd.DataFrame, measure: str, gap: str, hparams: Sequence[s
     return groups.psi(rows, m, g)
 
 
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values, controlling the family-wise error rate over
+    the finite entries of ``p_values`` (NaN entries stay NaN and do not count as tests).
+
+    With the m finite p-values sorted, p₍₁₎ ≤ … ≤ p₍ₘ₎, the adjusted value of the i-th is
+    max over j ≤ i of min(1, (m − j + 1)·p₍ⱼ₎); rejecting where it is below α keeps the chance
+    of any false rejection among the m at most α.
+
+        >>> holm([0.01, 0.04, 0.03, float("nan")]).round(6).tolist()
+        [0.03, 0.06, 0.06, nan]
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, math.nan)
+    ok = np.nonzero(np.isfinite(p))[0]
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
 def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     """[n_boot, n] row indices drawn with replacement by ``numpy.random.default_rng(seed)``."""
     if n_boot < 1:
@@ -284,9 +307,13 @@ def measure_table(runs: pd.DataFrame, flatness: pd.DataFrame, robustness: pd.Dat
     """One row per finished run (``status == "ok"``): its hyper-parameters, losses, accuracies
     and gaps (``runs`` table), the flatness measures (``flatness`` table), λ_max (``eigs``: the
     lanczos largest_algebraic k = 1 row) and tr(H) (``trace``: hutchinson), and per noise mode
-    σ½ (``sigma_at_half_accuracy`` of the test accuracy in the ``robustness`` table, with
-    ``chance``). A measure that was not measured for a run is NaN. Sorted by run."""
-    from .robustness.noise import sigma_at_half_accuracy
+    σ½ with its censoring (``sigma_half`` of the *training* accuracy in the ``robustness``
+    table, with ``chance``). Like every other measure, σ½ sees the model and training data only
+    (Jiang et al. 2020): the test split is what the gap is measured on, so it must not enter a
+    measure ranked against that gap. A censored σ½ keeps its grid bound (it ranks correctly);
+    ``sigma_half_<mode>_censoring`` says which runs are censored. A measure that was not
+    measured for a run is NaN (censoring ``not_measured``). Sorted by run."""
+    from .robustness.noise import sigma_half
 
     out = runs.loc[runs["status"] == "ok", RUN_COLUMNS].reset_index(drop=True)
     out = out.merge(flatness[["run", *FLATNESS_COLUMNS]], on="run", how="left")
@@ -301,8 +328,11 @@ def measure_table(runs: pd.DataFrame, flatness: pd.DataFrame, robustness: pd.Dat
     for mode in ("absolute", "relative"):
         half = {}
         for run, curve in robustness[robustness["mode"] == mode].groupby("run"):
-            half[run] = sigma_at_half_accuracy(curve, "test", chance, mode)
-        out[f"sigma_half_{mode}"] = out["run"].map(half).astype(float)
+            half[run] = sigma_half(curve, "train", chance, mode)
+        out[f"sigma_half_{mode}"] = out["run"].map(
+            {r: v for r, (v, _) in half.items()}).astype(float)
+        out[f"sigma_half_{mode}_censoring"] = out["run"].map(
+            {r: c for r, (_, c) in half.items()}).astype(object).fillna("not_measured").astype(str)
     for col in ("lambda_max", "hessian_trace"):
         if col not in out:
             out[col] = math.nan
@@ -318,7 +348,9 @@ def study_correlations(measures: pd.DataFrame, gap: str, n_boot: int, seed: int,
                        level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
     """τ, Ψ and their bootstrap intervals of every ``MEASURES`` entry (times its sign) against
     column ``gap``, Ψ over ``varied_hparams`` with the seed held fixed: (one row per measure as
-    ``correlations`` returns plus ``family``, ``sign``, ``gap``, ``hparams``, ``n_boot``; ψ per
+    ``correlations`` returns plus ``family``, ``sign``, ``gap``, ``p_holm`` (``holm`` over the
+    measures with a p-value: the family is this study's measures against this gap), ``hparams``,
+    ``n_boot``; ψ per
     measure and hyper-parameter as ``granulated_table`` returns plus ``gap``)."""
     hparams = varied_hparams(measures)
     signed = measures.copy()
@@ -329,6 +361,7 @@ def study_correlations(measures: pd.DataFrame, gap: str, n_boot: int, seed: int,
     corr.insert(1, "family", [m.family for m in MEASURES])
     corr.insert(2, "sign", [m.sign for m in MEASURES])
     corr.insert(3, "gap", gap)
+    corr.insert(corr.columns.get_loc("p_value") + 1, "p_holm", holm(corr["p_value"]))
     corr["hparams"] = ",".join(hparams)
     corr["n_boot"] = int(n_boot)
     gran = granulated_table(signed, names, gap, hparams, fixed=["seed"])

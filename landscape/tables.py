@@ -47,8 +47,11 @@ EVAL = [
     Col("eval_size", "int64", "number of samples in the evaluation set"),
 ]
 
-# mode connectivity: a pair of runs, and a barrier with its endpoints (Frankle et al.
-# 2020: the largest rise above the straight line between the endpoint values, over t ∈ [0, 1])
+# mode connectivity: a pair of runs, and a barrier with its endpoints, over t ∈ [0, 1] in two
+# forms: the largest rise above the straight line between the endpoint values (Entezari et al.
+# 2022; loss_barrier, error_barrier) and the largest value above the endpoints' mean (Frankle et
+# al. 2020, the Git Re-Basin code of Ainsworth et al. 2023; *_barrier_mean). They agree when the
+# endpoint values are equal (landscape/connectivity/paths.py)
 PAIR = [
     Col("pair", "string", "pair identifier: <run_a>__<run_b>"),
     Col("run_a", "string", "run at t = 0"),
@@ -56,10 +59,16 @@ PAIR = [
 ]
 BARRIER = [
     Col("loss_barrier", "float64", "max over t of loss(t) − [(1 − t)·loss(0) + t·loss(1)] (nats; "
-        "≥ 0)"),
+        "≥ 0; Entezari et al. 2022)"),
     Col("loss_barrier_t", "float64", "the t where the loss barrier is attained"),
     Col("error_barrier", "float64", "the same for the error 1 − accuracy (fraction)"),
     Col("error_barrier_t", "float64", "the t where the error barrier is attained"),
+    Col("loss_barrier_mean", "float64", "max over t of loss(t) − ½[loss(0) + loss(1)] (nats; "
+        "Frankle et al. 2020, Git Re-Basin code): equals loss_barrier when loss(0) = loss(1); "
+        "otherwise ≥ ½|loss(1) − loss(0)| > 0 even for a path without a bump, as t = 0 and 1 "
+        "count; attained where the loss is largest (loss_max)"),
+    Col("error_barrier_mean", "float64", "the same for the error (fraction); Frankle et al. "
+        "2020's instability"),
     Col("loss_max", "float64", "largest loss on the path"),
     Col("loss_a", "float64", "loss at t = 0"),
     Col("loss_b", "float64", "loss at t = 1"),
@@ -82,9 +91,16 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("status", "string", "ok or diverged"),
         Col("diverged_step", "int64",
             "optimiser step where the loss became non-finite (-1: never)"),
-        Col("epochs", "int64", "epochs completed"),
+        Col("stop_at_loss", "float64", "train.stop_at_loss: the training loss at which the run "
+            "was to stop (checked on the whole training set at epoch ends); NaN when not set"),
+        Col("stop_reason", "string", "why training ended: target (train_loss reached "
+            "stop_at_loss), budget (stop_at_loss set, but train.epochs ran out first), epochs (no "
+            "stop_at_loss: the fixed train.epochs) or diverged"),
+        Col("epochs", "int64", "epochs completed (fewer than train.epochs when it stopped at "
+            "stop_at_loss or diverged)"),
         Col("n_params", "int64", "trainable parameters"),
-        Col("train_loss", "float64", "final training loss"),
+        Col("train_loss", "float64", "final training loss (with stop_reason target: the loss "
+            "reached, ≤ stop_at_loss)"),
         Col("train_acc", "float64", "final training accuracy"),
         Col("test_loss", "float64", "final test loss"),
         Col("test_acc", "float64", "final test accuracy"),
@@ -301,7 +317,8 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("rho", "float64", "ρ of the adaptive box |δ_i| ≤ ρ|θ_i|"),
         Col("adaptive_worst", "float64", "worst-case adaptive sharpness (Kwon et al. 2021; "
             "Andriushchenko et al. 2023): max L(θ+δ) − L(θ) over the adaptive box, nats; a lower "
-            "bound (projected ascent)"),
+            "bound (projected ascent); one δ for the whole set, where Andriushchenko et al. "
+            "average per-batch maxima (m-sharpness), which is ≥ this"),
         Col("adaptive_average", "float64", "average-case adaptive sharpness: mean over draws of "
             "L(θ + ρ|θ|⊙z) − L(θ), z ~ N(0, I), nats"),
         Col("adaptive_average_se", "float64", "standard error of adaptive_average over its draws"),
@@ -353,10 +370,17 @@ SCHEMAS: dict[str, list[Col]] = {
             "largest_algebraic, k = 1; NaN when not measured)"),
         Col("hessian_trace", "float64", "tr(H) (hessian_trace: hutchinson; NaN when not "
             "measured)"),
-        Col("sigma_half_absolute", "float64", "absolute weight noise σ at which the mean test "
-            "accuracy has fallen half-way from clean to chance (0.1), interpolated in log σ on "
-            "the robustness grid; NaN when not crossed or the mode is off"),
+        Col("sigma_half_absolute", "float64", "absolute weight noise σ at which the mean "
+            "*training* accuracy (robustness train subset) has fallen half-way from clean to "
+            "chance (0.1), interpolated in log σ on the robustness grid; censored runs keep the "
+            "grid bound (see sigma_half_absolute_censoring); NaN when the mode is off or the "
+            "clean accuracy is at chance"),
+        Col("sigma_half_absolute_censoring", "string", "crossed (interpolated), left (already "
+            "below half-way at the smallest σ: σ½ ≤ that σ, recorded as it), right (never below "
+            "half-way: σ½ > the largest σ, recorded as it), undefined (clean accuracy ≤ chance) "
+            "or not_measured"),
         Col("sigma_half_relative", "float64", "the same for relative (per-filter) noise"),
+        Col("sigma_half_relative_censoring", "string", "the same for relative noise"),
     ],
     "correlations": [
         Col("measure", "string", "measure: a column of the measures table"),
@@ -367,7 +391,9 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("gap", "string", "the generalisation gap (a measures column: gap_error or gap_loss)"),
         Col("tau", "float64", "Kendall τ_b (scipy.stats.kendalltau) of sign·measure with the gap "
             "over all finished runs"),
-        Col("p_value", "float64", "two-sided p-value of τ = 0"),
+        Col("p_value", "float64", "two-sided p-value of τ = 0 (unadjusted)"),
+        Col("p_holm", "float64", "p_value adjusted for testing every measure against this gap "
+            "(Holm 1979 step-down, family-wise error rate; NaN where p_value is)"),
         Col("n", "int64", "runs with a finite measure and gap"),
         Col("tau_lo", "float64", "bootstrap 95 % percentile interval of τ (runs resampled), low"),
         Col("tau_hi", "float64", "bootstrap 95 % percentile interval of τ, high"),

@@ -14,6 +14,14 @@ written atomically after each epoch and removed when the run completes; a killed
 resumes from it and ends bit-identical to an uninterrupted run. Shuffling uses a generator seeded
 by (seed, epoch), so the data order does not depend on how many epochs ran in this process.
 A non-finite loss stops training; the run is recorded with status ``diverged``.
+
+With ``cfg.stop_at_loss`` set (Jiang et al. 2020 stop every run at one training cross-entropy so
+that runs are compared at equal fit), training stops at the end of the first epoch whose
+``train_loss`` (whole training set, eval mode: the metrics row) is ≤ it; ``cfg.epochs`` is then
+a budget. The checkpoint, snapshots and metrics end at that epoch; the run's summary and the
+checkpoint's metadata say why it stopped (``stop_reason``: target, budget, epochs or diverged)
+and after how many epochs and steps. The learning-rate schedule (``lr_at``) is always laid out
+over the budget ``cfg.epochs``, so a run's learning rates do not depend on when it stops.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ class TrainConfig:
     weight_decay: float
     seed: int
     epochs: int
+    stop_at_loss: float | None
     momentum: float
     schedule: str
     model_options: dict
@@ -73,6 +82,9 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown schedule {self.schedule!r}. "
                              f"Supported schedules are {list(SCHEDULES)}.")
+        if self.stop_at_loss is not None and not self.stop_at_loss > 0:
+            raise ValueError(f"stop_at_loss = {self.stop_at_loss!r} is not allowed: expected a "
+                             "training loss > 0 or None")
 
     @classmethod
     def from_config(cls, params: dict) -> TrainConfig:
@@ -113,6 +125,24 @@ def lr_at(cfg: TrainConfig, epoch: int) -> float:
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
     return cfg.lr
+
+
+def target_reached(cfg: TrainConfig, rows: list[dict]) -> bool:
+    """True when the last metrics row is an epoch end (epoch ≥ 1) whose training loss is at or
+    below ``cfg.stop_at_loss`` (never when it is None): training stops there."""
+    return (cfg.stop_at_loss is not None and bool(rows) and rows[-1]["epoch"] >= 1
+            and rows[-1]["train_loss"] <= cfg.stop_at_loss)
+
+
+def stop_reason(cfg: TrainConfig, status: str, rows: list[dict]) -> str:
+    """Why a finished run stopped: ``diverged``; ``target`` (its training loss reached
+    ``cfg.stop_at_loss``); ``budget`` (stop_at_loss set, but ``cfg.epochs`` ran out first);
+    ``epochs`` (no stop_at_loss: the fixed number of epochs)."""
+    if status != "ok":
+        return "diverged"
+    if cfg.stop_at_loss is None:
+        return "epochs"
+    return "target" if target_reached(cfg, rows) else "budget"
 
 
 def epoch_order(n: int, seed: int, epoch: int, device) -> torch.Tensor:
@@ -215,6 +245,8 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=hp["run"], unit="step",
                disable=not progress, mininterval=2.0)
     for epoch in range(start_epoch, cfg.epochs):
+        if target_reached(cfg, rows):  # the previous epoch (possibly before a resume) reached it
+            break
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
         model.train()
@@ -266,8 +298,17 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
     bar.close()
 
     final = rows[-1]
+    reason = stop_reason(cfg, status, rows)
+    if reason == "target":
+        print(f"{hp['run']}: training loss {final['train_loss']:.4g} ≤ stop_at_loss "
+              f"{cfg.stop_at_loss:g} after epoch {final['epoch']} of {cfg.epochs}; stopping")
+    elif reason == "budget":
+        print(f"{hp['run']}: training loss {final['train_loss']:.4g} still above stop_at_loss "
+              f"{cfg.stop_at_loss:g} after the budget of {cfg.epochs} epochs")
     summary = {**hp, "status": status, "diverged_step": diverged_step,
-               "epochs": final["epoch"], "n_params": count_parameters(model),
+               "stop_at_loss": math.nan if cfg.stop_at_loss is None else float(cfg.stop_at_loss),
+               "stop_reason": reason, "epochs": final["epoch"],
+               "n_params": count_parameters(model),
                "train_loss": final["train_loss"], "train_acc": final["train_acc"],
                "test_loss": final["test_loss"], "test_acc": final["test_acc"],
                "gap_loss": final["test_loss"] - final["train_loss"],
@@ -275,7 +316,8 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
                "train_seconds": wall, "train_size": len(train), "test_size": len(test),
                "data_fingerprint": fingerprint}
     meta = {"config": cfg.as_dict(), "run": hp["run"], "seed": cfg.seed, "status": status,
-            "diverged_step": diverged_step, "versions": library_versions(),
+            "diverged_step": diverged_step, "stop_reason": reason, "epochs": final["epoch"],
+            "steps": final["step"], "versions": library_versions(),
             "data_fingerprint": fingerprint, "device": str(dev)}
     save_verified(out / "snapshots.pt", {"kind": "snapshots", "meta": meta, **snaps})
     save_checkpoint(out / "checkpoint.pt", model.state_dict(), meta)

@@ -9,6 +9,7 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from landscape.connectivity import (
     apply_permutation,
     barrier,
     barrier_location,
+    barrier_mean,
     barrier_table,
     bezier_point,
     bezier_t_sequence,
@@ -236,6 +238,39 @@ def test_barrier_of_a_hand_made_curve():
         barrier([0, 0.5], [1.0, 2.0])
 
 
+def test_both_barrier_forms_on_a_path_with_unequal_endpoints():
+    """Entezari et al. (2022): the rise above the chord; Frankle et al. (2020): the value above the
+    endpoints' mean. With v(0) ≠ v(1) they differ, in either direction; both match brute force."""
+    ts = np.array([1.0, 0.0, 0.1, 0.5, 0.9, 2.0])  # unsorted; t = 2 lies outside [0, 1]
+    v = np.array([2.0, 0.0, 1.9, 1.5, 2.1, 50.0])
+    inside = (ts >= 0) & (ts <= 1)
+    chord = max(v[i] - ((1 - ts[i]) * 0.0 + ts[i] * 2.0) for i in range(len(ts)) if inside[i])
+    mean = max(v[i] for i in range(len(ts)) if inside[i]) - 0.5 * (0.0 + 2.0)
+    assert chord == pytest.approx(1.7) and mean == pytest.approx(1.1)  # the forms differ
+    assert barrier(ts, v) == pytest.approx(chord, abs=1e-12)
+    assert barrier_mean(ts, v) == pytest.approx(mean, abs=1e-12)
+    assert barrier_location(ts, v) == 0.1
+    # the other way round: a bump near the higher endpoint rises little above the chord
+    assert barrier([0, 0.9, 1], [0.0, 2.1, 2.0]) == pytest.approx(0.3)
+    assert barrier_mean([0, 0.9, 1], [0.0, 2.1, 2.0]) == pytest.approx(1.1)
+    # a monotone path: no barrier above the chord, but ½|v(1) − v(0)| above the mean
+    assert barrier([0, 0.5, 1], [0.0, 0.5, 3.0]) == 0.0
+    assert barrier_mean([0, 0.5, 1], [0.0, 0.5, 3.0]) == 1.5
+    # equal endpoints: the forms agree, and a flat path gives exactly 0 in both
+    assert barrier_mean([0, 0.5, 1], [0.7, 1.2, 0.7]) == barrier([0, 0.5, 1], [0.7, 1.2, 0.7])
+    assert barrier_mean([0, 0.3, 1], [0.1, 0.1, 0.1]) == 0.0
+    assert math.isnan(barrier_mean([0, 0.5, 1], [0.0, float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="t = 0"):
+        barrier_mean([0.5, 1], [1.0, 2.0])
+    # barrier_table writes both forms for the loss and the error 1 − accuracy
+    frame = pd.DataFrame({"t": ts, "split": "train", "loss": v, "accuracy": 1.0 - v / 10})
+    row = barrier_table(frame).iloc[0]
+    assert row.loss_barrier == pytest.approx(chord) and row.loss_barrier_mean == pytest.approx(mean)
+    assert row.error_barrier == pytest.approx(chord / 10)
+    assert row.error_barrier_mean == pytest.approx(mean / 10)
+    assert row.loss_max == 2.1
+
+
 def test_linear_and_bezier_points():
     g = torch.Generator().manual_seed(0)
     a, c, b = ([torch.randn(3, 4, generator=g), torch.randn(5, generator=g)] for _ in range(3))
@@ -326,7 +361,8 @@ def test_barrier_between_a_model_and_itself_is_zero(data):
                           batch_size=64)
     table = barrier_table(frame)
     assert list(table.split) == ["train", "test"]
-    assert (table[["loss_barrier", "error_barrier"]] == 0.0).all().all()
+    assert (table[["loss_barrier", "error_barrier", "loss_barrier_mean",
+                   "error_barrier_mean"]] == 0.0).all().all()
     assert (table.loss_a == table.loss_b).all()
 
 
@@ -419,7 +455,7 @@ def trained_run(tmp_path_factory):
     """A tiny run without momentum (so a child with the run's own data order reproduces it)."""
     train, test = make_split(160, 1), make_split(40, 2)
     cfg = TrainConfig(model="cnn", optimizer="sgd", lr=0.05, batch_size=32, weight_decay=1e-4,
-                      seed=7, epochs=2, momentum=0.0, schedule="cosine",
+                      seed=7, epochs=2, stop_at_loss=None, momentum=0.0, schedule="cosine",
                       model_options={"width": 2, "hidden": 8}, snapshot_steps=[2],
                       eval_batch_size=64, channels_last=True)
     out = tmp_path_factory.mktemp("run")

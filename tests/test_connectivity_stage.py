@@ -91,7 +91,13 @@ def test_tables_match_their_schemas(cnn_pair):
     assert not paths["bn_recomputed"].any() and not barriers["bn_recomputed"].any()
     assert dict(zip(barriers["method"], barriers["endpoint_b"], strict=False)) == {
         "linear": "raw", "aligned": "aligned", "bezier": "aligned"}
-    assert (barriers[["loss_barrier", "error_barrier"]] >= 0).all().all()
+    assert (barriers[["loss_barrier", "error_barrier", "loss_barrier_mean",
+                      "error_barrier_mean"]] >= 0).all().all()
+    for (method, split), g in paths.groupby(["method", "split"]):  # the mean form by brute force
+        row = barriers[(barriers["method"] == method) & (barriers["split"] == split)].iloc[0]
+        ends = g.set_index("t")["loss"]
+        assert row["loss_barrier_mean"] == pytest.approx(g["loss"].max() - (ends[0.0] + ends[1.0])
+                                                         / 2, abs=1e-12)
     align = cnn_pair["alignment"].iloc[0]
     assert align["converged"] and align["distance_after"] <= align["distance_before"]
 
@@ -117,7 +123,8 @@ def test_barrier_of_a_run_with_itself_is_zero(trained):
                   {**PARAMS, "bezier": {"steps": 0}})
     barriers = read_table(out["barriers"], "barriers")
     assert len(barriers) == 6
-    assert (barriers[["loss_barrier", "error_barrier"]] == 0).all().all()
+    assert (barriers[["loss_barrier", "error_barrier", "loss_barrier_mean",
+                      "error_barrier_mean"]] == 0).all().all()
     assert read_table(out["alignment"], "alignment")["n_permuted"].item() == 0
 
 
@@ -169,8 +176,8 @@ def test_spawning(trained):
     end = read_table(path, "spawn_barriers")
     assert list(end.columns) == [c.name for c in SCHEMAS["spawn_barriers"]]
     assert len(end) == 2 and set(end["split"]) == {"train", "test"}
-    assert (end[["steps_a", "steps_b", "distance", "loss_barrier", "error_barrier"]] == 0
-            ).all().all()
+    assert (end[["steps_a", "steps_b", "distance", "loss_barrier", "error_barrier",
+                 "loss_barrier_mean", "error_barrier_mean"]] == 0).all().all()
     assert (end["spawn_epoch"] == 2.0).all() and (end["seed_a"] != end["seed_b"]).all()
     code, path = spawn(trained, "cnn_1", 5, "early")
     early = read_table(path, "spawn_barriers")

@@ -109,21 +109,101 @@ def test_page_embeds_findings_and_numbers():
     assert "cnn_sgd_lr0.1_bs128_wd0_s2" in html and ">0.85<" in html
 
 
+def _barrier_rows(values: dict, subsets: int = 1, bezier_end: str = "aligned",
+                  jitter: float = 0.0) -> pd.DataFrame:
+    """A barriers table: ``values`` maps method → one train-loss barrier per pair; with
+    ``subsets`` > 1 each is repeated on that many evaluation subsets, ±``jitter`` around it."""
+    end = {"linear": "raw", "aligned": "aligned", "bezier": bezier_end}
+    rows = []
+    for method, per_pair in values.items():
+        for i, v in enumerate(per_pair):
+            for s in range(subsets):
+                rows.append({"pair": f"p{i}", "run_a": f"a{i}", "run_b": f"b{i}",
+                             "method": method, "endpoint_b": end[method], "split": "train",
+                             "loss_barrier": v + jitter * (s - (subsets - 1) / 2),
+                             "eval_set": f"train[1024,seed={s}]", "eval_size": 1024})
+    return pd.DataFrame(rows)
+
+
 def test_connectivity_findings_follow_the_barriers():
     from landscape.report.findings import finding_connectivity
 
-    def barriers(linear, aligned):
-        rows = []
-        for i, (lin, al) in enumerate(zip(linear, aligned, strict=True)):
-            for method, v in (("linear", lin), ("aligned", al)):
-                rows.append({"pair": f"p{i}", "run_a": f"a{i}", "run_b": f"b{i}",
-                             "method": method, "split": "train", "loss_barrier": v})
-        return pd.DataFrame(rows)
-
-    f = finding_connectivity({"barriers": barriers([1.0, 2.0, 0.5], [0.2, 0.3, 0.9])})
-    assert text_of(f, "alignment").endswith("lowered the linear barrier in 2 of 3 pair(s).")
-    f = finding_connectivity({"barriers": barriers([1.0, 2.0, 0.5], [1.2, 2.3, 0.9])})
+    f = finding_connectivity({"barriers": _barrier_rows({"linear": [1.0, 2.0, 0.5],
+                                                          "aligned": [0.2, 0.3, 0.9]})})
+    text = text_of(f, "alignment")
+    assert "lower train-loss barrier than the unaligned line A → θ_B" in text
+    assert "in 2 of 3 pair(s) and a higher one in 1" in text
+    # one evaluation subset per pair: no spread, so no direction is called
+    assert "not called a difference" in text and "spread over subsets is unknown" in text
+    nums = next(x.numbers for x in f if x.key == "alignment")
+    assert nums["unknown_spread"] == 3 and nums["lower"] == nums["higher"] == 0
+    assert nums["raw_lower"] == 2
+    f = finding_connectivity({"barriers": _barrier_rows({"linear": [1.0, 2.0, 0.5],
+                                                          "aligned": [1.2, 2.3, 0.9]})})
     assert "in 0 of 3 pair(s)" in text_of(f, "alignment")
+
+
+def test_bezier_is_compared_with_the_line_between_its_own_endpoints():
+    """The curve ends at the aligned B: the raw line is high, the aligned one low and the curve
+    in between. The old sentence compared it with the raw line and said 'lower in 3 of 3'."""
+    from landscape.report.findings import finding_connectivity
+
+    values = {"linear": [2.0, 3.0, 4.0], "aligned": [0.1, 0.1, 0.1], "bezier": [0.3, 0.3, 0.3]}
+    f = finding_connectivity({"barriers": _barrier_rows(values)})
+    text = text_of(f, "bezier")
+    assert "ending at P(θ_B)" in text and "the aligned straight line A → P(θ_B)" in text
+    assert "in 0 of 3 pair(s) and a higher one in 3" in text
+    assert next(x.numbers for x in f if x.key == "bezier")["aligned"]["compared_with"] == "aligned"
+    # a curve that ends at the raw B is compared with the raw line
+    f = finding_connectivity({"barriers": _barrier_rows(values, bezier_end="raw")})
+    text = text_of(f, "bezier")
+    assert "ending at θ_B" in text and "the unaligned straight line A → θ_B" in text
+    assert "in 3 of 3 pair(s)" in text
+    # without the aligned line the curve ending at P(θ_B) is not compared at all
+    f = finding_connectivity({"barriers": _barrier_rows({k: values[k]
+                                                         for k in ("linear", "bezier")})})
+    assert "not compared in 3 pair(s)" in text_of(f, "bezier")
+
+
+def test_connectivity_comparison_counts_only_beyond_the_subset_spread():
+    """With several evaluation subsets per pair, a lower barrier counts only beyond
+    2·√(sd_a² + sd_b²)."""
+    from landscape.report.findings import finding_connectivity
+
+    # sd over two subsets at ±0.05: 0.05·√2 ≈ 0.0707 each, margin 2·0.1 = 0.2
+    values = {"linear": [1.0, 1.0, 1.0, 1.0], "aligned": [0.5, 0.9, 1.1, 1.5]}
+    f = finding_connectivity({"barriers": _barrier_rows(values, subsets=2, jitter=0.1)})
+    text = text_of(f, "alignment")
+    assert "beyond the evaluation-subset spread" in text
+    assert "in 1 of 4 pair(s), a higher one in 1, and was within the spread in 2" in text
+    nums = next(x.numbers for x in f if x.key == "alignment")
+    assert (nums["lower"], nums["higher"], nums["within_spread"]) == (1, 1, 2)
+    assert nums["unknown_spread"] == 0
+
+
+def test_spawn_stability_needs_every_later_step_below():
+    """Barriers 0.5, 0.01, 0.4, 0.02, 0.01 against a limit of 0.1: below at the second k, but
+    only from the fourth k on for good."""
+    from landscape.report.findings import finding_connectivity
+
+    ks, loss = [0, 10, 20, 30, 40], [0.5, 0.01, 0.4, 0.02, 0.01]
+    err = [0.3, 0.01, 0.01, 0.05, 0.0]  # mean-form test-error barriers
+    sp = pd.DataFrame([{"run": "r", "spawn_step": k, "split": split, "loss_barrier": v,
+                        "loss_a": 1.0, "loss_b": 1.0, "error_barrier_mean": e}
+                       for k, v, e in zip(ks, loss, err, strict=True)
+                       for split in ("train", "test")])
+    (f,) = finding_connectivity({"spawn_barriers": sp})
+    assert "at most 10 % of the children's mean train loss (this project's criterion) at every " \
+           "k from k = 30 on (already at k = 10" in f.text
+    assert f.numbers["stays_below_from_k"] == 30 and f.numbers["first_below_k"] == 10
+    assert "Frankle et al. (2020) judge stability by the error barrier" in f.text
+    assert "is at most 0.02 at every k from k = 40 on (already at k = 10" in f.text
+    assert f.numbers["error_stays_below_from_k"] == 40
+    # above the limit at the last k: no k from which it stays below
+    (f,) = finding_connectivity({"spawn_barriers": sp.assign(
+        loss_barrier=sp["loss_barrier"].where(sp["spawn_step"] < 40, 0.3))})
+    assert f.numbers["stays_below_from_k"] is None
+    assert "first at k = 10 but not at the last k = 40" in f.text
 
 
 def test_no_rank_correlation_finding_from_two_runs():

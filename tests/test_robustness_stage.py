@@ -166,6 +166,7 @@ def synthetic_tables(folder):
         runs.append({"run": rid, "model": "cnn", "optimizer": "sgd", "lr": lr,
                      "batch_size": bs, "weight_decay": 0.0, "seed": 1,
                      "status": "ok" if i < 4 else "diverged", "diverged_step": -1 if i < 4 else 3,
+                     "stop_at_loss": math.nan, "stop_reason": "epochs" if i < 4 else "diverged",
                      "epochs": 2, "n_params": 10, "train_loss": 0.3, "train_acc": 0.9,
                      "test_loss": 0.3 + gap, "test_acc": 0.9 - gap, "gap_loss": gap,
                      "gap_error": gap, "train_seconds": 1.0, "train_size": 100,
@@ -297,7 +298,10 @@ def synthetic_study(n_seeds=2):
                      "lambda_max": 10 ** rng.uniform(0, 2.5),
                      "hessian_trace": 10 ** rng.uniform(1, 3.5),
                      "sigma_half_absolute": 0.15 * rng.uniform(0.8, 1.2),
-                     "sigma_half_relative": 1.0 * rng.uniform(0.8, 1.2)})
+                     "sigma_half_relative": 1.0 * rng.uniform(0.8, 1.2),
+                     # a few runs censored at the σ grid's bound (drawn hollow)
+                     "sigma_half_absolute_censoring": "right" if (seed, bs) == (1, 32)
+                     else "crossed", "sigma_half_relative_censoring": "crossed"})
         for mode, sigmas in (("absolute", [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
                              ("relative", [0.05, 0.1, 0.3, 1.0, 3.0])):
             scale = 0.15 if mode == "absolute" else 1.0
@@ -356,7 +360,8 @@ def test_plot_stages_write_pngs(study, tmp_path):
                      ("granulated", gran)):
         paths[name] = tmp_path / f"{name}.parquet"
         write_table(df, name, paths[name])
-    full_runs = runs.assign(diverged_step=-1, epochs=2, n_params=10, train_seconds=1.0,
+    full_runs = runs.assign(diverged_step=-1, stop_at_loss=math.nan, stop_reason="epochs",
+                            epochs=2, n_params=10, train_seconds=1.0,
                             train_size=100, test_size=50, data_fingerprint="x")
     full_runs = full_runs[[c.name for c in SCHEMAS["runs"]]]
     write_table(full_runs, "runs", tmp_path / "runs.parquet")

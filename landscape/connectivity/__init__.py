@@ -3,8 +3,9 @@
 * ``alignment``: weight matching (Ainsworth et al., 2023, "Git Re-Basin", Alg. 1): permute the
   hidden units of network B so that it lines up with network A without changing B's function.
 * ``paths``: linear and quadratic-Bézier paths between two weight sets (Garipov et al., 2018),
-  evaluated in place along the path, the loss/error barrier (Frankle et al., 2020), and training
-  of the Bézier bend.
+  evaluated in place along the path, the loss/error barrier in two forms (above the line between
+  the endpoint values, Entezari et al., 2022; above their mean, Frankle et al., 2020), and
+  training of the Bézier bend.
 * ``spawn``: Frankle et al. (2020) spawning: from a run's snapshot at step k, train children with
   different data orders to the end of the run's budget.
 
@@ -18,9 +19,9 @@ _WHERE = {
     "alignment": ("Axis", "PermutationSpec", "align", "apply_permutation", "identity_permutation",
                   "invert_permutation", "permutation_spec", "random_permutation",
                   "weight_matching"),
-    "paths": ("BezierPath", "LinearPath", "barrier", "barrier_location", "barrier_table",
-              "bezier_point", "bezier_t_sequence", "evaluate_path", "linear_point",
-              "train_bezier"),
+    "paths": ("BezierPath", "LinearPath", "barrier", "barrier_location", "barrier_mean",
+              "barrier_table", "bezier_point", "bezier_t_sequence", "evaluate_path",
+              "linear_point", "train_bezier"),
     "spawn": ("child_order_seeds", "pick_snapshot", "spawn_children", "train_child"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

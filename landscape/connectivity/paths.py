@@ -4,9 +4,17 @@
 * Quadratic Bézier curve θ(t) = (1 − t)²·θ_A + 2t(1 − t)·θ_bend + t²·θ_B (Garipov et al., 2018,
   "Loss Surfaces, Mode Connectivity, and Fast Ensembling of DNNs"), whose bend is trained by
   ``train_bezier`` to minimise E_{t∼U(0,1)} L(θ(t)) with the endpoints fixed.
-* ``barrier``: Frankle, Dziugaite, Roy & Carbin (2020), "Linear Mode Connectivity and the Lottery
-  Ticket Hypothesis": the largest rise of a value (loss, or error = 1 − accuracy) above the
-  straight line between its values at the endpoints.
+* ``barrier``: the largest rise of a value v (loss, or error = 1 − accuracy) above the straight
+  line between its values at the endpoints, max_t [v(t) − ((1 − t)·v(0) + t·v(1))]: Entezari,
+  Sedghi, Saukh & Neyshabur (2022), "The Role of Permutation Invariance in Linear Mode
+  Connectivity of Neural Networks". ≥ 0, and 0 for a path that never rises above that line.
+* ``barrier_mean``: the largest value above the *mean* of the endpoint values,
+  max_t v(t) − ½(v(0) + v(1)): Frankle, Dziugaite, Roy & Carbin (2020), "Linear Mode
+  Connectivity and the Lottery Ticket Hypothesis" (their instability, on the error), and the Git
+  Re-Basin code (Ainsworth, Hayase & Srinivasa, 2023). The two agree when v(0) = v(1) and differ
+  otherwise, in either direction. As the maximum includes the endpoints, ``barrier_mean`` ≥
+  ½|v(1) − v(0)| ≥ 0: a path between unequal endpoints has a positive mean-form barrier even when
+  it falls monotonically from one to the other.
 
 Exact endpoints. A point is written as ``base + Σ c_k·d_k`` (``landscape.params.write_``) with
 the *nearer* endpoint as base: for t ≤ ½ the base is θ_A, for t > ½ it is θ_B, and every
@@ -303,8 +311,9 @@ def _excess(ts, values) -> tuple[np.ndarray, np.ndarray]:
 
 
 def barrier(ts: Sequence[float], values: Sequence[float]) -> float:
-    """max_t [value(t) − ((1 − t)·value(0) + t·value(1))] over the t in [0, 1] (Frankle et al.,
-    2020, Def. of the error/loss barrier height).
+    """max_t [value(t) − ((1 − t)·value(0) + t·value(1))] over the t in [0, 1] (Entezari et al.,
+    2022, the loss barrier B(θ_A, θ_B); for the mean form of Frankle et al. 2020 see
+    ``barrier_mean``).
 
     ``ts`` must contain 0 and 1 once each (any order); points outside [0, 1] are ignored. The
     result is ≥ 0 (the endpoints contribute 0) and in the units of ``values``: use losses for the
@@ -312,6 +321,21 @@ def barrier(ts: Sequence[float], values: Sequence[float]) -> float:
     """
     _, excess = _excess(ts, values)
     return float(np.max(excess))
+
+
+def barrier_mean(ts: Sequence[float], values: Sequence[float]) -> float:
+    """max_t value(t) − ½(value(0) + value(1)) over the t in [0, 1] (Frankle et al., 2020, error
+    barrier height / instability; the Git Re-Basin code, Ainsworth et al., 2023).
+
+    Same inputs as ``barrier``. The endpoints are among the t, so the result is
+    ≥ ½|value(1) − value(0)| ≥ 0 (0 only when the endpoints are equal and nothing rises above
+    them); it is attained where the value itself is largest (for losses: ``loss_max``), so no
+    separate location is kept. NaN values give NaN.
+    """
+    t, v = _curve(ts, values)
+    v0, v1 = v[t == 0.0][0], v[t == 1.0][0]
+    # ½v0 + ½v1 is v0 exactly when v0 = v1 (identical endpoints: no rounding "barrier")
+    return float(np.max(v) - (0.5 * v0 + 0.5 * v1))
 
 
 def barrier_location(ts: Sequence[float], values: Sequence[float]) -> float:
@@ -323,15 +347,18 @@ def barrier_location(ts: Sequence[float], values: Sequence[float]) -> float:
 
 def barrier_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Barriers of an ``evaluate_path`` frame, one row per split: ``split``, ``loss_barrier``
-    (nats), ``loss_barrier_t``, ``error_barrier`` (fraction), ``error_barrier_t``,
-    ``loss_max`` (largest loss on [0, 1]), ``loss_a``/``loss_b`` and ``error_a``/``error_b``
-    (values at t = 0 and t = 1)."""
+    (nats), ``loss_barrier_t``, ``error_barrier`` (fraction), ``error_barrier_t`` (``barrier``,
+    Entezari et al. 2022), ``loss_barrier_mean``, ``error_barrier_mean`` (``barrier_mean``,
+    Frankle et al. 2020), ``loss_max`` (largest loss on [0, 1]), ``loss_a``/``loss_b`` and
+    ``error_a``/``error_b`` (values at t = 0 and t = 1)."""
     rows = []
     for split, g in frame.groupby("split", sort=False):
         t, loss, err = g["t"].to_numpy(), g["loss"].to_numpy(), 1.0 - g["accuracy"].to_numpy()
         rows.append({"split": split, "loss_barrier": barrier(t, loss),
                      "loss_barrier_t": barrier_location(t, loss),
                      "error_barrier": barrier(t, err), "error_barrier_t": barrier_location(t, err),
+                     "loss_barrier_mean": barrier_mean(t, loss),
+                     "error_barrier_mean": barrier_mean(t, err),
                      "loss_max": float(loss[(t >= 0) & (t <= 1)].max()),
                      "loss_a": float(loss[t == 0.0][0]), "loss_b": float(loss[t == 1.0][0]),
                      "error_a": float(err[t == 0.0][0]), "error_b": float(err[t == 1.0][0])})
@@ -361,7 +388,11 @@ def train_bezier(model: nn.Module, state_a: Mapping[str, torch.Tensor],
     one t (``bezier_t_sequence(seed, …)``), writes θ(t) = (1 − t)²θ_A + 2t(1 − t)θ_bend + t²θ_B
     into the model's own parameters, runs one forward/backward pass of the mean cross-entropy on
     the batch and gives the bend the gradient ∂L/∂θ_bend = 2t(1 − t)·∇_θ L(θ(t)), then one step of
-    ``torch.optim.SGD(lr, momentum, weight_decay)`` on the bend. Batches follow
+    ``torch.optim.SGD(lr, momentum, weight_decay)`` on the bend. Regularisation differs from
+    Garipov et al.'s code (dnn-mode-connectivity), which adds an L2 term ½·wd·‖θ(t)‖² on the
+    curve's point (gradient 2t(1 − t)·wd·θ(t) on the bend, zero weight decay in the optimiser):
+    here ``weight_decay`` decays the bend itself (gradient wd·θ_bend, whatever t). With the
+    default ``weight_decay = 0`` the two agree. Batches follow
     ``landscape.train.epoch_order(n, seed, epoch)`` (the last batch of an epoch may be smaller).
     BatchNorm layers run in train mode (batch statistics); their statistics along the curve must
     be re-estimated for evaluation (``evaluate_path`` with ``bn_data``).

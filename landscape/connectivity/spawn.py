@@ -12,7 +12,10 @@ Choices, made explicit:
   schedule ``lr_at``, batch size, weight decay, momentum, epochs, layout), reusing
   ``landscape.train``'s ``make_optimizer``, ``lr_at`` and ``epoch_order``, with the same loop
   body as ``train_run``. The budget is ``epochs × ⌈n / batch_size⌉`` steps over the same
-  training set (``x``, ``y`` must be the run's training tensors).
+  training set (``x``, ``y`` must be the run's training tensors). Children train to where the
+  run *ended* (``end_step``): its budget, or earlier when ``train.stop_at_loss`` stopped it at
+  an epoch end (Frankle et al. train children for the run's own length). They do not check the
+  target themselves, so both children train the same number of steps as the run.
 * Data order: child i draws every epoch's order from ``epoch_order(n, order_seed_i, epoch)``
   with its own ``order_seed_i`` (``child_order_seeds``). A child spawned at step k inside an
   epoch e = k // s (s steps per epoch) continues with batches k mod s … s − 1 of *its own*
@@ -20,8 +23,12 @@ Choices, made explicit:
   trains exactly the remaining budget; the samples it sees in that partial epoch differ from the
   run's. Later epochs use the child's full permutations.
 * Optimiser state: fresh at the spawn point (SGD momentum buffers / Adam moments are zero).
-  Snapshots store weights only; Frankle et al. rewind weights only as well. With momentum 0 and
-  ``order_seed = cfg.seed`` a child reproduces the run's final weights bitwise.
+  Snapshots store weights only. So a child reproduces the run's final weights bitwise only when
+  the run's optimiser carries no state across steps: plain SGD with momentum 0 and
+  ``order_seed = cfg.seed``. It does not for SGD with momentum (the buffer restarts at zero) nor
+  for Adam (both moment estimates and the bias-correction step count restart), so even a child
+  with the run's own data order ends elsewhere; the barrier between two children then includes
+  the effect of that restart, the same for both.
 * A child spawned at the final step trains 0 steps and equals the snapshot bitwise.
 """
 
@@ -60,15 +67,17 @@ def pick_snapshot(snapshots: Mapping, step: int) -> dict[str, torch.Tensor]:
 
 
 def budget(cfg: TrainConfig, n: int) -> int:
-    """Total optimisation steps of a run on ``n`` training samples."""
+    """Total optimisation steps of a run on ``n`` training samples (its ``train.epochs``; a
+    run stopped by ``train.stop_at_loss`` ends earlier: its snapshots' last step)."""
     return cfg.epochs * math.ceil(n / cfg.batch_size)
 
 
 def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, x: torch.Tensor,
                 y: torch.Tensor, order_seed: int, device: str = "auto",
-                progress: bool = False) -> dict:
-    """Train one child from ``state`` (the run's weights after ``step`` steps) to the end of the
-    run's budget with data orders from ``order_seed`` (module docstring for the choices).
+                progress: bool = False, end_step: int | None = None) -> dict:
+    """Train one child from ``state`` (the run's weights after ``step`` steps) to the step
+    where the run ended, ``end_step`` (None: the run's budget ``budget(cfg, n)``), with data
+    orders from ``order_seed`` (module docstring for the choices).
 
     ``x`` [N, 1, 28, 28] float, ``y`` [N] int64: the run's training set. Returns a dict:
     ``state`` (final state dict, CPU tensors), ``steps`` (optimisation steps trained),
@@ -84,10 +93,15 @@ def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, 
         set_deterministic(dev)  # (torch imports its compiler stack to set it)
     n = int(x.shape[0])
     per_epoch = math.ceil(n / cfg.batch_size)
-    total = cfg.epochs * per_epoch
+    full = cfg.epochs * per_epoch
+    total = full if end_step is None else int(end_step)
+    if not 0 <= total <= full:
+        raise ValueError(f"end step {end_step} is not allowed: expected 0 ≤ end step ≤ {full} "
+                         f"(the run's budget: {cfg.epochs} epochs × {per_epoch} steps)")
     if not 0 <= int(step) <= total:
         raise ValueError(f"spawn step {step} is not allowed: expected 0 ≤ step ≤ {total} "
-                         f"(the run's budget: {cfg.epochs} epochs × {per_epoch} steps)")
+                         + (f"(the run's budget: {cfg.epochs} epochs × {per_epoch} steps)"
+                            if total == full else "(the step where the run ended)"))
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     x = x.to(dev).contiguous(memory_format=layout)
     y = y.to(dev)
@@ -101,14 +115,15 @@ def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, 
     running, count = torch.zeros((), dtype=torch.float64, device=dev), 0
     bar = tqdm(total=total - int(step), desc=f"child {order_seed}", unit="step",
                disable=not progress, mininterval=2.0)
-    for epoch in range(first_epoch, cfg.epochs):
+    for epoch in range(first_epoch, math.ceil(total / per_epoch)):
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
         model.train()
         order = epoch_order(n, int(order_seed), epoch, dev)
         running.zero_()
         count = 0
-        for bi in range(skip if epoch == first_epoch else 0, per_epoch):
+        for bi in range(skip if epoch == first_epoch else 0,
+                        min(per_epoch, total - epoch * per_epoch)):
             idx = order[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             if not torch.isfinite(loss):
@@ -136,8 +151,9 @@ def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, 
 def spawn_children(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int,
                    x: torch.Tensor, y: torch.Tensor, spawn_seed: int = 0, n_children: int = 2,
                    order_seeds: Sequence[int] | None = None, device: str = "auto",
-                   progress: bool = False) -> list[dict]:
-    """Children of the run ``cfg`` spawned from ``state`` at ``step`` (Frankle et al., 2020).
+                   progress: bool = False, end_step: int | None = None) -> list[dict]:
+    """Children of the run ``cfg`` spawned from ``state`` at ``step`` (Frankle et al., 2020),
+    each trained to ``end_step`` (the step where the run ended; None: its budget).
 
     Data-order seeds are ``order_seeds`` if given, else ``child_order_seeds(cfg.seed,
     spawn_seed, n_children)``. Returns one dict per child as ``train_child`` (``state``,
@@ -148,6 +164,7 @@ def spawn_children(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: in
         child_order_seeds(cfg.seed, spawn_seed, n_children)
     out = []
     for i, s in enumerate(seeds):
-        res = train_child(cfg, state, step, x, y, s, device=device, progress=progress)
+        res = train_child(cfg, state, step, x, y, s, device=device, progress=progress,
+                          end_step=end_step)
         out.append({"child": i, "spawn_step": int(step), **res})
     return out

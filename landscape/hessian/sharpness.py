@@ -4,7 +4,7 @@ Cohen, Kaur, Li, Kolter & Talwalkar 2021 ("Gradient descent on neural networks t
 the edge of stability") show that full-batch gradient descent with step η drives λ_max up to 2/η
 and hovers there. For heavy-ball momentum β in PyTorch's form (v ← βv + g, θ ← θ − ηv) the
 quadratic model is stable while λ_max < (2 + 2β)/η (their appendix on momentum), so for
-β = 0.9 the threshold is 19× the one of 1/η, not 2×; both lines are recorded. For Adam the relevant
+β = 0.9 the threshold is 3.8/η, 1.9× the plain 2/η; both lines are recorded. For Adam the relevant
 quantity is the *preconditioned* sharpness, a different operator, so no threshold is given (NaN).
 """
 

@@ -173,8 +173,8 @@ def barrier_chart(barriers: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
                                      label=f"{METHOD_NAMES[m]}: mean {splits[-1]} loss "
                                            f"{g['loss_barrier'].mean():.3f}, error "
                                            f"{g['error_barrier'].mean():.3f}"))
-    _header(fig, "Barriers (largest rise above the line between the endpoint values; Frankle "
-            "et al. 2020): " + _eval_note(barriers), handles, 1)
+    _header(fig, "Barriers (largest rise above the line between the endpoint values; Entezari "
+            "et al. 2022): " + _eval_note(barriers), handles, 1)
     return fig
 
 

@@ -126,17 +126,21 @@ def measures_vs_gap(measures: pd.DataFrame, corr: pd.DataFrame,
     y = measures[gap].to_numpy(float)
     for ax, m in zip(axes.flat, shown, strict=False):
         x = measures[m.name].to_numpy(float)
+        flag = measures.get(f"{m.name}_censoring")  # σ½ beyond the grid: hollow, at the bound
+        censored = (flag.isin(["left", "right"]).to_numpy() if flag is not None
+                    else np.zeros(len(x), dtype=bool))
         for i, run in enumerate(measures["run"]):
             if np.isfinite(x[i]) and np.isfinite(y[i]):
                 ax.plot(x[i], y[i], marker=enc.marker(run), color=enc.colour(run), ms=5,
-                        ls="none", alpha=0.85)
+                        ls="none", alpha=0.85, mfc="none" if censored[i] else None)
         finite = x[np.isfinite(x)]
         if finite.size and (finite > 0).all() and finite.max() / finite.min() > 20:
             log_axis(ax, "x")
         else:
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
             ax.locator_params(axis="x", nbins=4)
-        ax.set_xlabel(m.label, fontsize=8)
+        ax.set_xlabel(m.label + (f" ({int(censored.sum())} hollow: censored at the σ grid's "
+                                 "bound)" if censored.any() else ""), fontsize=8)
         ax.set_title(_stat(corr, m.name), fontsize=8)
         ax.grid(alpha=0.3, which="both")
         ax.tick_params(labelsize=7)

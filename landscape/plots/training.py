@@ -22,7 +22,8 @@ def _encoding(runs: pd.DataFrame | None, fallback: pd.DataFrame) -> Encoding:
 def training_curves(training: pd.DataFrame, runs: pd.DataFrame | None = None) -> plt.Figure:
     """Train/test loss and test accuracy against epoch, one line per run; colour and line style
     by the varied hyper-parameters, from ``runs`` (the runs table; without it, from
-    ``training``)."""
+    ``training``). With ``train.stop_at_loss`` (the runs table's ``stop_at_loss``) the target is
+    a dotted line on the train-loss panel; runs end where they reached it or at the budget."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     enc = _encoding(runs, training)
     for run in enc.order(list(training["run"].unique())):
@@ -32,6 +33,14 @@ def training_curves(training: pd.DataFrame, runs: pd.DataFrame | None = None) ->
         axes[1].plot(g["epoch"], g["test_loss"], **kw)
         axes[2].plot(g["epoch"], g["test_acc"], **kw)
     axes[0].set_title("train loss")
+    targets = (runs["stop_at_loss"].dropna().unique()
+               if runs is not None and "stop_at_loss" in runs else [])
+    for target in targets:
+        axes[0].axhline(float(target), color="k", ls=":", lw=1.0)
+    if len(targets):
+        reached = int((runs["stop_reason"] == "target").sum())
+        axes[0].set_title(f"train loss (dotted: stop_at_loss; {reached} of "
+                          f"{int(runs['stop_at_loss'].notna().sum())} runs reached it)")
     axes[1].set_title("test loss")
     axes[2].set_title("test accuracy")
     for ax in axes[:2]:

@@ -106,6 +106,30 @@ def finding_training(runs: pd.DataFrame) -> list[Finding]:
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         return out
+    stopped = ok[ok["stop_at_loss"].notna()] if "stop_at_loss" in ok else ok.iloc[:0]
+    if len(stopped):
+        # train.stop_at_loss (Jiang et al. 2020): runs compared at one training loss; a run that
+        # hit the epoch budget first is compared at a higher one, so say which
+        targets = sorted(float(v) for v in stopped["stop_at_loss"].unique())
+        target = " / ".join(f"{v:g}" for v in targets)
+        hit = stopped[stopped["stop_reason"] == "target"]
+        short = stopped[stopped["stop_reason"] == "budget"]
+        text = (f"Training stopped at the first epoch end with training loss ≤ {target} "
+                f"(train.stop_at_loss): {len(hit)} of {len(stopped)} finished runs reached it")
+        if len(hit):
+            e = hit["epochs"]
+            text += (f" (after {int(e.min())}–{int(e.max())} epochs, median {e.median():g})"
+                     if e.min() != e.max() else f" (after {int(e.min())} epochs)")
+        if len(short):
+            names = ", ".join(f"{describe_run(r)} (loss {fmt(r['train_loss'])} after "
+                              f"{int(r['epochs'])} epochs)" for _, r in short.iterrows())
+            text += (f"; {len(short)} hit the epoch budget (train.epochs) first, so their gaps "
+                     f"are measured at a higher training loss: {names}.")
+        else:
+            text += "; none hit the epoch budget (train.epochs) first."
+        out.append(Finding("training", "stopping", text,
+                           {"target": len(hit), "budget": len(short), "n": len(stopped),
+                            "stop_at_loss": targets[0] if len(targets) == 1 else None}))
     keys = [h for h in HPARAMS if h != "seed"]
     g = ok.groupby(keys)["test_acc"].agg(["mean", "std", "count"]).reset_index()
     g = g.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
@@ -147,20 +171,44 @@ def _pairs_differing_in(df: pd.DataFrame, col: str) -> list[tuple[pd.Series, pd.
 
 def compare_beyond_spread(pairs, value: str, spread: str) -> dict:
     """Count pairs where the second run's ``value`` is higher / lower than the first's by more
-    than 2·√(sd_a² + sd_b²) (sd: spread over evaluation subsets), or neither."""
-    up = down = tie = 0
+    than 2·√(sd_a² + sd_b²) (sd: spread over evaluation subsets), or neither.
+
+    A pair where either spread is unknown (NaN: one evaluation subset, so no spread) is counted
+    as ``unknown_spread`` and never called higher or lower: a difference cannot be told from
+    subset noise without a spread. ``pairs`` counts the pairs with a finite difference."""
+    up = down = tie = unknown = 0
     for a, b in pairs:
-        margin = 2.0 * math.sqrt(np.nansum([a[spread] ** 2, b[spread] ** 2]))
         d = b[value] - a[value]
         if not math.isfinite(d):
             continue
+        sds = [float(a[spread]), float(b[spread])]
+        if not all(math.isfinite(x) for x in sds):
+            unknown += 1
+            continue
+        margin = 2.0 * math.sqrt(sds[0] ** 2 + sds[1] ** 2)
         if d > margin:
             up += 1
         elif d < -margin:
             down += 1
         else:
             tie += 1
-    return {"higher": up, "lower": down, "within_spread": tie, "pairs": up + down + tie}
+    return {"higher": up, "lower": down, "within_spread": tie, "unknown_spread": unknown,
+            "pairs": up + down + tie + unknown}
+
+
+def spread_clause(c: dict, higher: str, lower: str, source: str = "subset") -> str:
+    """'ended sharper in 3 of 6 pairs, flatter in 1, and within the spread in 2' from a
+    ``compare_beyond_spread`` count; pairs without a known spread are named, never called.
+    ``source``: what the spread is over (evaluation subsets; one per run gives none)."""
+    known = c["pairs"] - c["unknown_spread"]
+    if known == 0:
+        return (f"are not compared in their {c['pairs']} pair(s): with one {source} per run "
+                "there is no spread to tell a difference from noise")
+    text = (f"{higher} in {c['higher']} of {known} pairs, {lower} in {c['lower']}, and within "
+            f"the {source} spread in {c['within_spread']}")
+    if c["unknown_spread"]:
+        text += f" ({c['unknown_spread']} more pair(s) without a spread: not called)"
+    return text
 
 
 def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None) -> list[Finding]:
@@ -170,14 +218,21 @@ def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None
     ok = table[(table["status"] == "ok") & table["lambda_max"].notna()]
     if ok.empty:
         return out
-    subsets = int(ok["subsets"].max())
-    spread = ok["lambda_max_sd"].median()
-    out.append(Finding("curvature", "spread",
-                       f"λ_max measured on {subsets} seeded evaluation subsets per run varies by a "
-                       f"median standard deviation of {fmt(spread)} (relative "
-                       f"{fmt((ok['lambda_max_sd'] / ok['lambda_max']).median(), 2)}); "
-                       "differences below twice the combined spread are called ties.",
-                       {"subsets": subsets, "median_sd": float(spread)}))
+    subsets = int(ok["subsets"].min())
+    if subsets >= 2:
+        spread = ok["lambda_max_sd"].median()
+        out.append(Finding("curvature", "spread",
+                           f"λ_max measured on {subsets} seeded evaluation subsets per run varies "
+                           f"by a median standard deviation of {fmt(spread)} (relative "
+                           f"{fmt((ok['lambda_max_sd'] / ok['lambda_max']).median(), 2)}); "
+                           "differences below twice the combined spread are called ties.",
+                           {"subsets": subsets, "median_sd": float(spread)}))
+    else:
+        out.append(Finding("curvature", "spread",
+                           "λ_max was measured on one evaluation subset for some runs: their "
+                           "spread over subsets is unknown (set hessian.repeats ≥ 2), so no "
+                           "difference involving them is called higher or lower.",
+                           {"subsets": subsets, "median_sd": math.nan}))
     for col, name in (("batch_size", "larger batches"), ("lr", "larger learning rates")):
         if ok[col].nunique() < 2:
             continue
@@ -185,9 +240,8 @@ def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None
         if not c["pairs"]:
             continue
         fixed = "η fixed" if col == "batch_size" else "batch size fixed"
-        text = (f"{name.capitalize()} ended sharper (higher λ_max) in {c['higher']} of "
-                f"{c['pairs']} pairs ({fixed}), flatter in {c['lower']}, and within the subset "
-                f"spread in {c['within_spread']}.")
+        clause = spread_clause(c, "ended sharper (higher λ_max)", "flatter")
+        text = f"{name.capitalize()} ({fixed}) {clause}."
         out.append(Finding("curvature", f"lambda_max_vs_{col}", text, c))
     for gap in ("gap_error", "gap_loss"):
         text, nums = kendall_sentence(ok["lambda_max"].to_numpy(float),
@@ -216,29 +270,33 @@ def finding_slices(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     d = slice_1d[(slice_1d["direction"] == "random") & (slice_1d["split"] == "train")]
     if d.empty:
         return []
-    rises = {}
-    for run, g in d.groupby("run"):
+    rows = []
+    for (run, _), g in d.groupby(["run", "direction_index"]):
         centre = g[g["alpha"] == 0.0]["loss"].mean()
         edge = g[np.isclose(g["alpha"].abs(), g["alpha"].abs().max())]["loss"].mean()
-        rises[run] = (edge - centre, float(g["alpha"].abs().max()))
-    r = pd.DataFrame([{"run": k, "rise": v[0], "alpha": v[1]} for k, v in rises.items()])
+        rows.append({"run": run, "rise": edge - centre, "alpha": float(g["alpha"].abs().max())})
+    per = pd.DataFrame(rows).groupby("run")
+    # the spread of the rise over a run's random directions (NaN with one direction: unknown)
+    r = pd.DataFrame({"rise": per["rise"].mean(), "sd": per["rise"].std(ddof=1),
+                      "directions": per.size(), "alpha": per["alpha"].first()}).reset_index()
     r = r.merge(runs[["run", *HPARAMS]], on="run")
     alpha = fmt(r["alpha"].iloc[0])
     text = (f"Along filter-normalised random directions the training loss at |α| = {alpha} rose "
             f"by a median of {fmt(r['rise'].median())} (from {fmt(r['rise'].min())} to "
-            f"{fmt(r['rise'].max())}, n = {len(r)} runs) above the trained weights' loss")
+            f"{fmt(r['rise'].max())}, n = {len(r)} runs, {int(r['directions'].min())} "
+            "direction(s) each) above the trained weights' loss")
     nums = {"median_rise": float(r["rise"].median()), "n": len(r)}
     if r["batch_size"].nunique() > 1:
-        pairs = _pairs_differing_in(r.assign(sd=0.0), "batch_size")
-        c = compare_beyond_spread(pairs, "rise", "sd")
-        text += (f"; the larger batch rose more in {c['higher']} of {c['pairs']} pairs at fixed "
-                 "η (one direction per run: no spread available)")
+        c = compare_beyond_spread(_pairs_differing_in(r, "batch_size"), "rise", "sd")
+        text += "; larger batches (η fixed) " + spread_clause(c, "rose more", "less",
+                                                             "random direction")
         nums.update(c)
     return [Finding("slices", "random_rise", text + ".", nums)]
 
 
 def barrier_per_run(barriers: pd.DataFrame) -> pd.DataFrame:
-    """Per run: mean linear train-loss barrier over the pairs it belongs to (for the run table)."""
+    """Per run: mean linear train-loss barrier (``loss_barrier``: above the line between the
+    endpoint values, Entezari et al. 2022) over the pairs it belongs to (for the run table)."""
     b = barriers[(barriers["method"] == "linear") & (barriers["split"] == "train")]
     if b.empty:
         return pd.DataFrame(columns=["run", "linear_barrier"])
@@ -248,72 +306,210 @@ def barrier_per_run(barriers: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
+# the end B of each method's path when a barriers table has no endpoint_b column (older tables);
+# the Bézier curve's end is a config choice (connectivity.bezier.init), so it is not guessed
+_DEFAULT_END = {"linear": "raw", "aligned": "aligned"}
+_LINE_TO = {"raw": ("linear", "the unaligned straight line A → θ_B"),
+            "aligned": ("aligned", "the aligned straight line A → P(θ_B)")}
+
+
+def _barrier_by_pair(tr: pd.DataFrame, method: str) -> pd.DataFrame:
+    """One method's train-loss barrier per pair: ``barrier`` (mean over evaluation subsets),
+    ``sd`` (their standard deviation; NaN with one subset, which is what the barriers table
+    holds: its key is pair, method, split), ``subsets`` and the path's end ``endpoint_b``."""
+    g = tr[tr["method"] == method]
+    by = g.groupby("pair", sort=True)
+    out = pd.DataFrame({"barrier": by["loss_barrier"].mean(),
+                        "sd": by["loss_barrier"].std(ddof=1), "subsets": by.size()})
+    out["endpoint_b"] = (by["endpoint_b"].first() if "endpoint_b" in g
+                         else _DEFAULT_END.get(method, math.nan))
+    return out
+
+
+def _versus_line(subject: str, line: str, path: pd.DataFrame, ref: pd.DataFrame,
+                 eval_sets: str) -> tuple[str, dict]:
+    """'<subject> had a lower train-loss barrier than <line> …': pairs in both frames compared
+    by ``compare_beyond_spread`` (ref first); without a spread the pairs lower and higher are
+    counted but not called a difference."""
+    common = path.index.intersection(ref.index)
+    pairs = [(ref.loc[p], path.loc[p]) for p in common]
+    c = compare_beyond_spread(pairs, "barrier", "sd")
+    unknown = int(c.get("unknown_spread", 0))
+    d = np.array([b["barrier"] - a["barrier"] for a, b in pairs], dtype=float)
+    d = d[np.isfinite(d)]
+    raw = {"raw_lower": int((d < 0).sum()), "raw_higher": int((d > 0).sum()),
+           "median_difference": float(np.median(d)) if d.size else math.nan}
+    nums = c | {"unknown_spread": unknown} | raw
+    if not c["pairs"]:
+        return (f"{subject} could not be compared with {line}: no pair has both barriers.",
+                nums)
+    if unknown == c["pairs"]:
+        text = (f"{subject} had a lower train-loss barrier than {line} in {raw['raw_lower']} of "
+                f"{c['pairs']} pair(s) and a higher one in {raw['raw_higher']} (median difference "
+                f"{fmt(raw['median_difference'])} nats), not called a difference: each path was "
+                f"evaluated on one seeded subset per split ({eval_sets}), so the barrier's spread "
+                "over subsets is unknown.")
+        return text, nums
+    known = c["pairs"] - unknown
+    text = (f"{subject} had a lower train-loss barrier than {line} beyond the evaluation-subset "
+            f"spread (2·√(sd² + sd²)) in {c['lower']} of {known} pair(s), a higher one in "
+            f"{c['higher']}, and was within the spread in {c['within_spread']}")
+    if unknown:
+        text += f"; {unknown} more pair(s) have no spread and are not called"
+    return text + ".", nums
+
+
+def _stays_below(steps: np.ndarray, values: np.ndarray, limits: np.ndarray
+                 ) -> tuple[int | None, int | None]:
+    """(first k with value ≤ limit, smallest k from which every later k has value ≤ limit); None
+    where there is none. ``steps`` ascending; NaN values count as not below."""
+    ok = np.asarray(values <= limits, dtype=bool) & np.isfinite(values)
+    first = int(steps[ok][0]) if ok.any() else None
+    if not ok.size or not ok[-1]:
+        return first, None
+    above = np.flatnonzero(~ok)
+    return first, int(steps[above[-1] + 1] if above.size else steps[0])
+
+
+def _from_k_clause(what: str, first: int | None, stays: int | None, last: int) -> str:
+    """'<what> at every k from k = 40 on (already at k = 10, …)' and its other cases."""
+    if first is None:
+        return f"{what} at no k"
+    if stays is None:
+        return (f"{what} first at k = {first} but not at the last k = {last}, so at no k from "
+                "which every later k stays there")
+    if stays == first:
+        return f"{what} at every k from k = {stays} on"
+    return (f"{what} at every k from k = {stays} on (already at k = {first}, but not at every "
+            "k after it)")
+
+
 def finding_connectivity(tables: dict[str, pd.DataFrame]) -> list[Finding]:
-    """Barriers of the three paths, what alignment changed, and when spawned children connect."""
+    """Barriers of the three paths, what alignment and the Bézier curve change against the
+    straight line between the same endpoints (called only beyond the evaluation-subset spread),
+    and from which spawn step on spawned children stay connected."""
     out = []
     b = tables.get("barriers")
     if b is not None and not b.empty:
         tr = b[b["split"] == "train"]
         methods = [m for m in ("linear", "aligned", "bezier") if m in set(tr["method"])]
-        per = {m: tr[tr["method"] == m].set_index("pair")["loss_barrier"] for m in methods}
+        per = {m: _barrier_by_pair(tr, m) for m in methods}
         n = len(per[methods[0]]) if methods else 0
-        parts = [f"{m} {fmt(per[m].median())} (range {fmt(per[m].min())} to "
-                 f"{fmt(per[m].max())})" for m in methods]
+        parts = [f"{m} {fmt(per[m]['barrier'].median())} (range {fmt(per[m]['barrier'].min())} "
+                 f"to {fmt(per[m]['barrier'].max())})" for m in methods]
         out.append(Finding("connectivity", "barriers",
                            f"Train-loss barrier between minima over {n} pair(s), median by path: "
-                           + "; ".join(parts) + " (nats above the line between the endpoints).",
-                           {m: float(per[m].median()) for m in methods} | {"pairs": n}))
-        wording = {"alignment": ("aligned", "Permutation alignment (weight matching) lowered "
-                                 "the linear barrier in {lower} of {pairs} pair(s)."),
-                   "bezier": ("bezier", "The trained Bézier curve had a lower barrier than the "
-                              "straight line in {lower} of {pairs} pair(s).")}
-        for key, (method, sentence) in wording.items():
-            if "linear" not in per or method not in per:
-                continue
-            both = pd.concat([per["linear"], per[method]], axis=1, join="inner").dropna()
-            nums = {"lower": int((both.iloc[:, 1] < both.iloc[:, 0]).sum()), "pairs": len(both)}
-            out.append(Finding("connectivity", key, sentence.format(**nums), nums))
+                           + "; ".join(parts) + " (nats above the line between the endpoint "
+                           "values, Entezari et al. 2022).",
+                           {m: float(per[m]["barrier"].median()) for m in methods}
+                           | {"pairs": n}))
+        sets = ", ".join(sorted(tr["eval_set"].dropna().unique())) if "eval_set" in tr else ""
+        sets = sets or "one subset"
+        if "linear" in per and "aligned" in per:
+            text, nums = _versus_line("Permutation alignment (weight matching): the aligned line "
+                                      "A → P(θ_B)", "the unaligned line A → θ_B (the same two "
+                                      "functions at its ends)", per["aligned"], per["linear"],
+                                      sets)
+            out.append(Finding("connectivity", "alignment", text, nums))
+        if "bezier" in per:
+            bz = per["bezier"]
+            texts, nums = [], {}
+            for end, (line_method, line) in _LINE_TO.items():
+                curve = bz[bz["endpoint_b"] == end]
+                if curve.empty:
+                    continue
+                subject = ("The trained Bézier curve (ending at "
+                           f"{'P(θ_B)' if end == 'aligned' else 'θ_B'})")
+                if line_method not in per:
+                    texts.append(f"{subject} was not compared in {len(curve)} pair(s): "
+                                 f"{line} was not evaluated.")
+                    nums[end] = {"pairs": 0, "missing_line": len(curve)}
+                    continue
+                t, c = _versus_line(subject, f"{line} (the curve's own endpoints)", curve,
+                                    per[line_method], sets)
+                texts.append(t)
+                nums[end] = c | {"compared_with": line_method}
+            unknown_end = int(bz["endpoint_b"].isna().sum())
+            if unknown_end:
+                texts.append(f"{unknown_end} Bézier pair(s) without endpoint_b were not "
+                             "compared.")
+            if texts:
+                out.append(Finding("connectivity", "bezier", " ".join(texts),
+                                   nums | {"unknown_endpoint": unknown_end}))
     sp = tables.get("spawn_barriers")
     if sp is not None and not sp.empty:
         tr = sp[sp["split"] == "train"].sort_values("spawn_step")
+        te = sp[sp["split"] == "test"].sort_values("spawn_step")
         for run, g in tr.groupby("run"):
-            steps = ", ".join(f"k = {int(r.spawn_step)}: {fmt(r.loss_barrier)}"
-                              for r in g.itertuples())
-            first = g.iloc[0]
-            scale = max(float(np.nanmean([first["loss_a"], first["loss_b"]])), 1e-12)
-            small = g[g["loss_barrier"] <= 0.1 * scale]
-            when = (f"below 10 % of the children's loss from step {int(small['spawn_step'].min())}"
-                    if len(small) else "never below 10 % of the children's loss")
-            out.append(Finding("connectivity", f"spawn_{run}",
-                               f"Children spawned from {run} at step k and trained apart have "
-                               f"linear train-loss barriers {steps}; {when}.",
-                               {"steps": [int(k) for k in g["spawn_step"]],
-                                "barriers": [float(v) for v in g["loss_barrier"]]}))
+            ks = g["spawn_step"].to_numpy(dtype=np.int64)
+            loss = g["loss_barrier"].to_numpy(dtype=float)
+            steps = ", ".join(f"k = {k}: {fmt(v)}" for k, v in zip(ks, loss, strict=True))
+            # this project's criterion: the loss barrier at most 10 % of the mean loss of the
+            # children spawned at that k
+            limit = 0.1 * np.maximum(np.nanmean(g[["loss_a", "loss_b"]].to_numpy(float), axis=1),
+                                     1e-12)
+            first, stays = _stays_below(ks, loss, limit)
+            text = (f"Children spawned from {run} at step k and trained apart have linear "
+                    f"train-loss barriers {steps}; "
+                    + _from_k_clause("the barrier is at most 10 % of the children's mean train "
+                                     "loss (this project's criterion)", first, stays,
+                                     int(ks[-1])))
+            nums = {"steps": [int(k) for k in ks], "barriers": [float(v) for v in loss],
+                    "limits": [float(v) for v in limit], "first_below_k": first,
+                    "stays_below_from_k": stays}
+            e = te[te["run"] == run]
+            if "error_barrier_mean" in e and len(e):
+                eks = e["spawn_step"].to_numpy(dtype=np.int64)
+                err = e["error_barrier_mean"].to_numpy(dtype=float)
+                efirst, estays = _stays_below(eks, err, np.full(err.shape, 0.02))
+                text += ("; Frankle et al. (2020) judge stability by the error barrier rather "
+                         "than the loss (roughly: at most 0.02 counts as stable), and the "
+                         "test-error barrier in their mean form ("
+                         + ", ".join(f"k = {k}: {fmt(v)}" for k, v in zip(eks, err, strict=True))
+                         + ") is " + _from_k_clause("at most 0.02", efirst, estays,
+                                                     int(eks[-1])))
+                nums |= {"error_steps": [int(k) for k in eks],
+                         "error_barriers_mean": [float(v) for v in err],
+                         "error_first_below_k": efirst, "error_stays_below_from_k": estays}
+            out.append(Finding("connectivity", f"spawn_{run}", text + ".", nums))
     return out
 
 
 def finding_robustness(tables: dict[str, pd.DataFrame]) -> list[Finding]:
-    """How much noise the solutions take before test accuracy halves."""
+    """How much noise the solutions take before training accuracy halves, and how many runs'
+    σ½ lies beyond the σ grid (censored: kept at the grid bound)."""
     m = tables.get("measures")
     out = []
     if m is None or m.empty:
         return out
     for mode in ("absolute", "relative"):
-        col = f"sigma_half_{mode}"
+        col, cens = f"sigma_half_{mode}", f"sigma_half_{mode}_censoring"
         if col not in m or m[col].notna().sum() == 0:
             continue
         v = m[col].dropna()
+        flag = m[cens] if cens in m else pd.Series("crossed", index=m.index)
+        left, right = int((flag == "left").sum()), int((flag == "right").sum())
         best = m.loc[m[col].idxmax()]
-        out.append(Finding("robustness", f"sigma_half_{mode}",
-                           f"Test accuracy fell halfway to chance at {mode} weight noise σ from "
-                           f"{fmt(v.min())} to {fmt(v.max())} (median {fmt(v.median())}, n = "
-                           f"{len(v)}); most robust: {describe_run(best)}.",
-                           {"min": float(v.min()), "max": float(v.max()), "n": len(v)}))
+        text = (f"Training accuracy fell halfway to chance at {mode} weight noise σ from "
+                f"{fmt(v.min())} to {fmt(v.max())} (median {fmt(v.median())}, n = {len(v)}); "
+                f"most robust: {describe_run(best)}")
+        if left or right:
+            text += (f". σ½ is censored for {left + right} of {len(v)} runs and kept at the "
+                     f"grid bound, so they still rank: {left} already below halfway at the "
+                     f"smallest σ (σ½ ≤ {fmt(m.loc[flag == 'left', col].max())}), {right} "
+                     f"never below halfway (σ½ > {fmt(m.loc[flag == 'right', col].min())})")
+        else:
+            text += "; every run crossed halfway inside the σ grid"
+        out.append(Finding("robustness", f"sigma_half_{mode}", text + ".",
+                           {"min": float(v.min()), "max": float(v.max()), "n": len(v),
+                            "censored_left": left, "censored_right": right}))
     return out
 
 
 def finding_generalisation(tables: dict[str, pd.DataFrame]) -> list[Finding]:
-    """Which measure ranks the runs' generalisation gap best, with n, p and intervals."""
+    """The measure with the largest |τ| against each gap, quoted as selected after looking:
+    with its Holm-adjusted p over every measure tested (and the unadjusted p), its interval and
+    Ψ; the page's per-measure table lists them all."""
     c = tables.get("correlations")
     if c is None or c.empty:
         return []
@@ -330,21 +526,30 @@ def finding_generalisation(tables: dict[str, pd.DataFrame]) -> list[Finding]:
             continue
         g = g.reindex(g["tau"].abs().sort_values(ascending=False).index)
         top = g.iloc[0]
+        holm = g["p_holm"] if "p_holm" in g else pd.Series(math.nan, index=g.index)
+        k = len(g)
         excl = (top["tau_lo"] > 0) or (top["tau_hi"] < 0)
-        verdict = ("its 95 % interval excludes 0" if excl else "its 95 % interval includes 0")
-        sig = int(((g["p_value"] < ALPHA)).sum())
+        verdict = (f"its 95 % interval {'excludes' if excl else 'includes'} 0 (not adjusted for "
+                   "the selection)")
+        sig_holm = int((holm < ALPHA).sum())
+        sig_raw = int((g["p_value"] < ALPHA).sum())
         psi = (f"; granulated Ψ = {fmt(top['psi'], 2)} [{fmt(top['psi_lo'], 2)}, "
                f"{fmt(top['psi_hi'], 2)}] over {int(top['n_groups'])} groups"
                if math.isfinite(top["psi"]) else "; Ψ undefined (no groups)")
         out.append(Finding("generalisation", f"best_{gap}",
-                           f"Strongest rank correlation with {gap}: {top['measure']} "
-                           f"(τ = {top['tau']:+.2f} [{fmt(top['tau_lo'], 2)}, "
-                           f"{fmt(top['tau_hi'], 2)}], p = {top['p_value']:.2g}, n = "
-                           f"{int(top['n'])}); {verdict}{psi}. {sig} of {len(g)} measures have "
-                           f"p < {ALPHA:g} before any correction for testing {len(g)}.",
+                           f"Ranked by |τ| with {gap} after all {k} measures were computed, "
+                           f"{top['measure']} came first (τ = {top['tau']:+.2f} "
+                           f"[{fmt(top['tau_lo'], 2)}, {fmt(top['tau_hi'], 2)}], n = "
+                           f"{int(top['n'])}; Holm-adjusted p = {fmt(holm.loc[top.name], 2)} "
+                           f"over the {k} measures, unadjusted p = {top['p_value']:.2g}); "
+                           f"{verdict}{psi}. {sig_holm} of {k} measures have Holm-adjusted "
+                           f"p < {ALPHA:g} ({sig_raw} before adjustment); the table of "
+                           "measures below lists every one.",
                            {"measure": top["measure"], "tau": float(top["tau"]),
-                            "p_value": float(top["p_value"]), "n": int(top["n"]),
-                            "significant": sig, "measures": len(g)}))
+                            "p_value": float(top["p_value"]),
+                            "p_holm": float(holm.loc[top.name]), "n": int(top["n"]),
+                            "significant_holm": sig_holm, "significant": sig_raw,
+                            "measures": k}))
     return out
 
 

@@ -71,8 +71,10 @@ def figure_html(path: Path) -> str:
 
 
 def page(findings: list[Finding], runs: pd.DataFrame, reference: pd.DataFrame | None,
-         figures: list[Path], title: str, study: str) -> str:
-    """The whole findings page."""
+         figures: list[Path], title: str, study: str,
+         sections: list[tuple[str, str, pd.DataFrame]] = ()) -> str:
+    """The whole findings page. ``sections``: extra tables (anchor id, heading, table), shown
+    after the run table."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="meta">{html.escape(study)}<br>Generated {stamp} on '
@@ -91,6 +93,11 @@ def page(findings: list[Finding], runs: pd.DataFrame, reference: pd.DataFrame | 
             f"{html.escape(f.text)}</li>" for f in items) + "</ul>")
     parts.append('<h2 id="runs">Runs</h2>')
     parts.append(f'<div style="overflow-x:auto">{frame_html(runs)}</div>')
+    for anchor, heading, df in sections:
+        if df is not None and not df.empty:
+            parts.append(f'<h2 id="{html.escape(anchor)}">{html.escape(heading)}</h2>')
+            parts.append(f'<div style="overflow-x:auto">{frame_html(df, left=("measure",))}'
+                         "</div>")
     if reference is not None and not reference.empty:
         parts.append('<h2 id="reference">The original assignment, reproduced</h2>')
         parts.append(f'<div style="overflow-x:auto">'

@@ -157,19 +157,29 @@ def mean_curve(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return out.drop(columns="accuracy_sd")
 
 
-def sigma_at_half_accuracy(df: pd.DataFrame, split: str = "test", chance: float = 0.1,
-                           mode: str | None = None) -> float:
-    """Noise level σ½ at which the mean accuracy has fallen half-way from clean to chance.
+SIGMA_HALF_CENSORING = ("crossed", "left", "right", "undefined")
+
+
+def sigma_half(df: pd.DataFrame, split: str = "train", chance: float = 0.1,
+               mode: str | None = None) -> tuple[float, str]:
+    """Noise level σ½ at which the mean accuracy has fallen half-way from clean to chance, with
+    censoring on the σ grid.
 
     With a₀ the accuracy at σ = 0 and ā(σ) the mean over draws, σ½ solves
-    ā(σ) = chance + (a₀ − chance)/2. It is found on the curve's σ grid: the first σ > 0 (in
-    increasing order) with ā(σ) ≤ that threshold and its predecessor bracket it, and σ½ is the
-    linear interpolation of ā in log σ between them. Units: those of σ for ``mode``.
+    ā(σ) = chance + (a₀ − chance)/2. Returns ``(value, censoring)``:
 
-    ``df``: the output of ``robustness_curve``; it must contain σ = 0. ``mode``: which noise
-    mode (may be omitted when ``df`` has one). Returns NaN when the threshold is not crossed on
-    the grid, when it is already crossed at the smallest σ > 0 (no bracket on a log scale), or
-    when a₀ ≤ chance.
+    - ``"crossed"``: the first σ > 0 (in increasing order) with ā(σ) ≤ the threshold and its
+      predecessor bracket σ½; the value is the linear interpolation of ā in log σ between them;
+    - ``"left"``: ā is already at or below the threshold at the smallest σ > 0, so σ½ ≤ that σ
+      (left-censored); the value is that grid bound;
+    - ``"right"``: ā stays above the threshold on the whole grid, so σ½ > the largest σ
+      (right-censored); the value is that grid bound;
+    - ``"undefined"``: a₀ ≤ chance (no half-way level); the value is NaN.
+
+    A censored value is a bound in the right direction, so ranks stay correct: a left-censored
+    run ranks at or below every crossed run and a right-censored one at or above (ties among
+    runs censored at the same bound). ``df``: the output of ``robustness_curve``; it must contain
+    σ = 0. ``mode``: which noise mode (may be omitted when ``df`` has one). Units: those of σ.
     """
     modes = sorted(set(df["mode"]))
     if mode is None:
@@ -184,16 +194,27 @@ def sigma_at_half_accuracy(df: pd.DataFrame, split: str = "test", chance: float 
         raise ValueError("the curve has no σ = 0 rows; include 0 in sigmas to know the clean "
                          "accuracy")
     a0 = float(zero["accuracy"].iloc[0])
-    if not a0 > chance:
-        return math.nan
-    target = chance + 0.5 * (a0 - chance)
     pos = curve[curve["sigma"] > 0].sort_values("sigma")
+    if not a0 > chance or pos.empty:
+        return math.nan, "undefined"
+    target = chance + 0.5 * (a0 - chance)
     s, a = pos["sigma"].to_numpy(float), pos["accuracy"].to_numpy(float)
     below = np.nonzero(a <= target)[0]
-    if below.size == 0 or below[0] == 0:
-        return math.nan
+    if below.size == 0:
+        return float(s[-1]), "right"
+    if below[0] == 0:
+        return float(s[0]), "left"
     i = int(below[0])
     l0, l1 = math.log(s[i - 1]), math.log(s[i])
     a_hi, a_lo = a[i - 1], a[i]
     frac = 0.0 if a_hi == a_lo else (a_hi - target) / (a_hi - a_lo)
-    return math.exp(l0 + frac * (l1 - l0))
+    return math.exp(l0 + frac * (l1 - l0)), "crossed"
+
+
+def sigma_at_half_accuracy(df: pd.DataFrame, split: str = "test", chance: float = 0.1,
+                           mode: str | None = None) -> float:
+    """σ½ of ``sigma_half`` when the grid brackets it, NaN otherwise (not crossed on the grid,
+    crossed already at the smallest σ > 0, or a₀ ≤ chance). For ranking runs use ``sigma_half``,
+    which keeps censored runs at their grid bound instead of dropping them."""
+    value, censoring = sigma_half(df, split, chance, mode)
+    return value if censoring == "crossed" else math.nan

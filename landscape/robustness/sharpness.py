@@ -17,6 +17,13 @@ box |δ_i| ≤ b_i around the trained weights θ (every trainable entry, biases 
   z ~ U[−1, 1]ⁿ (uniform in the box). Both are in nats. Rescaling any entry of θ by a > 0 rescales
   its box side by a, so these are invariant to the rescalings of Dinh et al.
 
+  One difference from Andriushchenko et al., kept on purpose: their worst case is
+  *m-sharpness*, the maximum searched separately on each batch of m training samples and the
+  per-batch maxima averaged; ours searches one δ for the whole evaluation set,
+  max_δ mean_b L_b(θ+δ). Since a maximum of a mean is at most the mean of the maxima, our value
+  is at most theirs for the same box and search (with one batch of all samples, m = n, the two
+  are equal); numbers are comparable with theirs only at m = n.
+
 The maximum is searched by projected sign-gradient ascent (the ℓ∞ PGD of Madry et al. 2018, with
 steps scaled by each entry's box side; Keskar et al. used L-BFGS-B, Andriushchenko et al.
 Auto-PGD)::

@@ -54,6 +54,9 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
 
     runs = tables["runs"]
     extra = []
+    if "stop_at_loss" in runs and runs["stop_at_loss"].notna().any():
+        # train.stop_at_loss: runs end at different epochs; show when and why each stopped
+        extra.append(runs[["run", "epochs", "stop_reason", "train_loss"]])
     if "measures" in tables:
         keep = [c for c in tables["measures"].columns
                 if c in ("run", "eps_sharpness", "adaptive_worst", "pacbayes_mag_flatness",
@@ -74,6 +77,18 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
     return out, table
 
 
+def measure_summary(correlations: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Every measure's τ, p (unadjusted and Holm-adjusted), interval and Ψ per gap, ordered by
+    |τ| within each gap: the table the findings' selected "largest |τ|" is read beside."""
+    if correlations is None or correlations.empty:
+        return None
+    cols = ["gap", "measure", "sign", "tau", "tau_lo", "tau_hi", "p_value", "p_holm", "psi",
+            "psi_lo", "psi_hi", "n"]
+    c = correlations[[col for col in cols if col in correlations]].copy()
+    c = c.assign(_key=-c["tau"].abs()).sort_values(["gap", "_key"], kind="stable")
+    return c.drop(columns="_key").reset_index(drop=True)
+
+
 def run(args) -> None:
     from ..report.html import page
 
@@ -91,7 +106,8 @@ def run(args) -> None:
     write_table(findings_frame(findings).assign(order=range(len(findings))), "findings",
                 args.out_table)
     text = page(findings, table, reference, [Path(p) for p in args.figures], params["title"],
-                args.study)
+                args.study, sections=[("measures", "Measures against the generalisation gap",
+                                       measure_summary(tables.get("correlations")))])
     from ..io import atomic_path
 
     with atomic_path(args.out_html) as tmp:

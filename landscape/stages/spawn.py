@@ -1,6 +1,7 @@
 """Stage: spawning (Frankle et al. 2020) from one run's snapshot at step k: train two children to
-the end of the run's budget with different data orders and measure the linear barrier between
-them."""
+the step where the run ended (its budget, or earlier when train.stop_at_loss stopped it) with
+different data orders and measure the linear barrier between them. A spawn step after the end of
+a run stopped by train.stop_at_loss is skipped (skipped.parquet says so)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def run(args) -> None:
     if reason:
         write_skipped({"spawn_barriers": args.out}, NAME, run_id, reason)
         return
+    # where the run ended: its budget, or earlier when train.stop_at_loss stopped it (the last
+    # snapshot is always the final weights); children train to there
+    end_step = int(meta.get("steps", blob["step"][-1]))
+    if args.step > end_step and meta.get("stop_reason") == "target":
+        write_skipped({"spawn_barriers": args.out}, NAME, run_id,
+                      f"run {run_id} reached train.stop_at_loss and stopped at step {end_step} "
+                      f"(epoch {meta.get('epochs')}), before spawn step {args.step}")
+        return
     try:
         state = pick_snapshot(blob, args.step)
     except ValueError as exc:
@@ -64,7 +73,7 @@ def run(args) -> None:
     spawn_seed = cfg["spawn"]["seed"]
     t0 = time.perf_counter()
     children = spawn_children(tcfg, state, args.step, x, y, spawn_seed=spawn_seed, device=str(dev),
-                              progress=progress)
+                              progress=progress, end_step=end_step)
     train_seconds = time.perf_counter() - t0
     bad = [c for c in children if c["status"] != "ok"]
     if bad:

@@ -28,5 +28,6 @@ def run(args) -> None:
 
     s = train_run(cfg, train, test, args.out, fingerprint=fp, device=args.device,
                   progress=not args.no_progress)
-    print(f"{s['run']}: status {s['status']}, test acc {s['test_acc']:.4f}, "
+    print(f"{s['run']}: status {s['status']}, {s['epochs']} epochs ({s['stop_reason']}), "
+          f"train loss {s['train_loss']:.4f}, test acc {s['test_acc']:.4f}, "
           f"train {s['train_seconds']:.1f} s")

@@ -130,7 +130,10 @@ def study_line():
             f"{', '.join(s['optimizer'])}; η {', '.join(map(str, s['lr']))}; batch sizes "
             f"{', '.join(map(str, s['batch_size']))}; weight decay "
             f"{', '.join(map(str, s['weight_decay']))}; seeds {', '.join(map(str, s['seed']))}; "
-            f"{config['train']['epochs']} epochs on {config['data']['train_size'] or 60000} "
+            + (f"{config['train']['epochs']} epochs" if config["train"]["stop_at_loss"] is None
+               else f"until training loss ≤ {config['train']['stop_at_loss']:g} (at most "
+               f"{config['train']['epochs']} epochs)")
+            + f" on {config['data']['train_size'] or 60000} "
             f"training images (results in {RES}).")
 
 
