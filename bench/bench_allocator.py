@@ -35,7 +35,7 @@ WORK = textwrap.dedent("""
     from torch.nn import functional as F
     from landscape.evaluate import evaluate
     from landscape.models import build_model
-    from landscape.slices import use_channels_last
+    from landscape.evaluator import use_channels_last
     kind, seconds = sys.argv[1], float(sys.argv[2])
     torch.manual_seed(0)
     model = build_model("cnn", width=16, hidden=64)

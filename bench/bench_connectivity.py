@@ -47,8 +47,8 @@ from landscape.connectivity import (  # noqa: E402
     evaluate_path,
     train_bezier,
 )
+from landscape.evaluator import use_channels_last  # noqa: E402
 from landscape.models import build_model  # noqa: E402
-from landscape.slices import use_channels_last  # noqa: E402
 from landscape.train import epoch_order  # noqa: E402
 
 

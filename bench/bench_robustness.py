@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from landscape.allocator import keep_freed_memory  # noqa: E402
 from landscape.data import Split, eval_subset, load_prepared  # noqa: E402
 from landscape.evaluate import evaluate  # noqa: E402
+from landscape.evaluator import PointEvaluator, use_channels_last  # noqa: E402
 from landscape.models import build_model  # noqa: E402
 from landscape.params import bitwise_equal, detached, parameters  # noqa: E402
 from landscape.robustness import (  # noqa: E402
@@ -50,7 +51,6 @@ from landscape.robustness import (  # noqa: E402
     pacbayes_flatness,
     robustness_curve,
 )
-from landscape.slices import PointEvaluator, use_channels_last  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:

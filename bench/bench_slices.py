@@ -4,7 +4,7 @@ On one model (the default study's ``cnn`` width 16, or ``--checkpoint``), one ev
 (``--eval-size`` training images) and one 2-D grid (``--grid``² points, filter-normalised random
 plane), it prints points per second of:
 
-* ``ours``: ``landscape.slices.PointEvaluator`` (θ + α·d₁ + β·d₂ written in place, data in
+* ``ours``: ``landscape.evaluator.PointEvaluator`` (θ + α·d₁ + β·d₂ written in place, data in
   memory, ``evaluate()`` under inference mode, channels-last layout, batch ``--batch-size``);
 * ``bare forward``: the limit, one forward pass over the same data per point, same layout and
   batch size, nothing else (goal: ours ≥ 0.9 of it);
@@ -38,9 +38,10 @@ from landscape.allocator import keep_freed_memory
 from landscape.data import eval_subset, load_prepared, prepare
 from landscape.directions import random_direction
 from landscape.evaluate import evaluate
+from landscape.evaluator import PointEvaluator, use_channels_last
 from landscape.models import build_model
 from landscape.params import detached, parameters
-from landscape.slices import PointEvaluator, grid, use_channels_last
+from landscape.slices import grid
 
 
 def timed(fn, repeats: int) -> float:

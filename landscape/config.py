@@ -3,76 +3,26 @@
 ``validate(config, schema_path)`` returns the config with defaults filled in, or raises
 ``ConfigError`` whose message is one line naming the key, the value and what is allowed.
 Unknown keys are errors. Checks that a schema cannot express (cross-key rules) follow.
+
+Layering: this module sits above ``study``, ``slicespec`` and ``connectivity.pairs`` (it calls
+their cross-key checks); they, and the algorithm modules, take defaults from the leaf module
+``landscape.schema`` and raise ``landscape.errors.ConfigError``, never importing this module.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from functools import cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from .errors import UserError
+from .errors import ConfigError
+from .schema import SCHEMA_PATH, defaults, fill_defaults, load_schema, with_defaults
 
-# Package data (so a non-editable install finds it); workflow/schemas/config.schema.yaml links here.
-SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value is not allowed."""
-
-
-def load_schema(path: str | Path | None = None) -> dict:
-    if path is None:
-        return copy.deepcopy(_package_schema())
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
-
-@cache
-def _package_schema() -> dict:
-    with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
-
-
-def defaults(*section: str) -> dict:
-    """The schema's defaults of one config section, e.g. ``defaults("hessian", "eigs")``.
-
-    The schema is the only place defaults are written; code that is handed a partial section
-    (tests, library callers) completes it with ``with_defaults``.
-    """
-    node = _package_schema()
-    for key in section:
-        try:
-            node = node["properties"][key]
-        except KeyError:
-            raise KeyError(f"no config section {'.'.join(section)!r} in the schema") from None
-    out: dict = {}
-    _fill_defaults(out, node)
-    return out
-
-
-def with_defaults(values: dict | None, *section: str) -> dict:
-    """``values`` (a possibly partial config section) with the schema's defaults filled in,
-    nested sections included."""
-    merged = copy.deepcopy(dict(values or {}))
-    node = _package_schema()
-    for key in section:
-        node = node["properties"][key]
-    _fill_defaults(merged, node)
-    return merged
-
-
-def _fill_defaults(cfg: dict, schema: dict) -> None:
-    for key, sub in schema.get("properties", {}).items():
-        if key not in cfg and "default" in sub:
-            cfg[key] = copy.deepcopy(sub["default"])
-        if isinstance(cfg.get(key), dict) and sub.get("type") == "object":
-            _fill_defaults(cfg[key], sub)
-
+__all__ = ["SCHEMA_PATH", "ConfigError", "defaults", "load", "load_schema", "validate",
+           "with_defaults"]
 
 def _key(path) -> str:
     out = ""
@@ -160,7 +110,7 @@ def validate(config: dict, schema_path: str | Path | None = None) -> dict:
     """Validate ``config`` (defaults filled in); raise ConfigError with a one-line message."""
     schema = load_schema(schema_path)
     cfg = copy.deepcopy(dict(config))
-    _fill_defaults(cfg, schema)
+    fill_defaults(cfg, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.path)))
     if errors:

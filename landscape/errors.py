@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Base of every error whose message alone tells the user what to fix."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value is not allowed."""

@@ -8,7 +8,7 @@ with plain arithmetic and are written into a model in place without copying the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -55,9 +55,11 @@ def buffers_from_state(state: dict[str, torch.Tensor], model: nn.Module) -> list
     return [state[n].detach() for n in names]
 
 
-def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate tensors into one vector [Σ numel] (logical order, any memory format)."""
-    return torch.cat([t.reshape(-1) for t in tensors])
+def flatten(tensors: Iterable[torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Concatenate tensors into one vector [Σ numel] (logical order, any memory format), in
+    ``dtype`` when given (each piece cast before concatenation), else in the tensors' dtype."""
+    return torch.cat([t.reshape(-1) if dtype is None else t.reshape(-1).to(dtype)
+                      for t in tensors])
 
 
 def unflatten(vec: torch.Tensor, like: Sequence[torch.Tensor]) -> ParamSet:

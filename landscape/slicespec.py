@@ -39,7 +39,7 @@ class SliceSpec:
     pca_centre: bool
 
     def __post_init__(self) -> None:
-        from .config import ConfigError
+        from .errors import ConfigError
 
         try:
             self._check()
@@ -67,7 +67,7 @@ class SliceSpec:
     def from_config(cls, cfg: Mapping) -> SliceSpec:
         """Build from the config's ``slices`` section (keys that are not fields are ignored;
         missing ones take the schema's defaults, the only place defaults are written)."""
-        from .config import with_defaults
+        from .schema import with_defaults
 
         names = set(cls.__dataclass_fields__)
         kw = {k: v for k, v in with_defaults(dict(cfg), "slices").items() if k in names}

@@ -58,7 +58,7 @@ def study_runs(config: dict) -> list[str]:
 def run_hparams(runs: pd.DataFrame, run: str) -> dict:
     """The hyper-parameters of ``run`` as plain Python values; ConfigError names unknown runs."""
     if run not in runs.index:
-        from .config import ConfigError
+        from .errors import ConfigError
 
         raise ConfigError(f"run {run!r} is not in the study (it has {len(runs)} runs, e.g. "
                        f"{list(runs.index[:3])})")

@@ -303,7 +303,7 @@ SCHEMAS: dict[str, list[Col]] = {
         Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated on the train subset at "
             "every point, σ = 0 included (BatchNorm models with recompute_bn only)"),
     ],
-    # Flatness measures of one run (landscape/robustness/sharpness.py, pacbayes.py): one row.
+    # Flatness measures of one run (landscape/robustness/box_sharpness.py, pacbayes.py): one row.
     "flatness": [
         Col("run", "string", "run identifier"),
         Col("eval_set", "string", "training subset of the sharpness measures, e.g. "

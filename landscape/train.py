@@ -90,7 +90,7 @@ class TrainConfig:
     def from_config(cls, params: dict) -> TrainConfig:
         """From a run's hyper-parameters and a (partial) ``train`` section: missing keys take
         the schema's defaults; ``model_options`` defaults to the schema's for the model."""
-        from .config import defaults, with_defaults
+        from .schema import defaults, with_defaults
 
         p = with_defaults({k: v for k, v in params.items() if k not in HPARAMS
                            and k != "model_options"}, "train")

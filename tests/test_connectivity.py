@@ -41,9 +41,9 @@ from landscape.connectivity import (
     weight_matching,
 )
 from landscape.evaluate import evaluate
+from landscape.evaluator import use_channels_last
 from landscape.models import MODELS, build_model
 from landscape.params import bitwise_equal, parameter_names
-from landscape.slices import use_channels_last
 from landscape.train import TrainConfig, train_run
 
 from .conftest import make_split
@@ -346,7 +346,7 @@ def test_bn_statistics_are_recomputed_along_the_path(data):
                           bn_data=x[:128])
     assert frame.bn_recomputed.all()
     ref = copy.deepcopy(ma)
-    from landscape.slices import recompute_bn_statistics
+    from landscape.evaluator import recompute_bn_statistics
     recompute_bn_statistics(ref, x[:128], 64)
     assert frame.loc[frame.t == 0.0, "loss"].iloc[0] == evaluate(ref, x, y, 64)[0]
     assert frame.loc[frame.t == 0.0, "loss"].iloc[0] != evaluate(ma, x, y, 64)[0]

@@ -20,10 +20,10 @@ from landscape.config import ConfigError, validate
 from landscape.connectivity.pairs import pair_table, spawn_table
 from landscape.data import eval_subset, load_prepared
 from landscape.evaluate import evaluate
+from landscape.evaluator import use_channels_last
 from landscape.io import load_verified, save_verified
 from landscape.plots import overlapping_tick_labels
 from landscape.plots.connectivity import barrier_chart, path_curves, spawn_chart
-from landscape.slices import use_channels_last
 from landscape.study import run_table
 from landscape.tables import SCHEMAS, gather, read_table, table_meta
 from landscape.train import TrainConfig, train_run

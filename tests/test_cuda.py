@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from landscape.evaluate import evaluate, resolve_device
+from landscape.evaluator import PointEvaluator
 from landscape.hessian import HessianOperator, lanczos_eigs
 from landscape.params import parameters
-from landscape.slices import PointEvaluator
 
 from .conftest import make_split
 

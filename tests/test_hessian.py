@@ -355,7 +355,7 @@ def test_guards_train_mode_and_non_finite(problem):
 def test_sharpness_records_nan_when_the_product_overflows(problem, monkeypatch):
     """Finite loss but an overflowing Hessian-vector product (raised by the operator's own
     check): the snapshot gets λ_max = NaN, not converged, and the trajectory goes on."""
-    from landscape.hessian.sharpness import sharpness_trajectory
+    from landscape.hessian.trajectory import sharpness_trajectory
 
     model, x, y, _, _ = problem
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -138,8 +138,9 @@ def _tables(runs: pd.DataFrame, value_of: dict[str, float]) -> dict[str, pd.Data
 def _figures(runs: pd.DataFrame, value_of: dict[str, float]) -> dict[str, plt.Figure]:
     """Every figure that draws runs (by its file name)."""
     from landscape.plots.connectivity import spawn_chart
+    from landscape.plots.generalisation import measures_vs_gap
     from landscape.plots.hessian import density_grid, sharpness_trajectories
-    from landscape.plots.robustness import measures_vs_gap, noise_curves
+    from landscape.plots.robustness import noise_curves
     from landscape.plots.slices import curves_1d
     from landscape.plots.training import final_vs_hparams, training_curves
 

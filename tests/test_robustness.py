@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from landscape.directions import gaussian_like
 from landscape.evaluate import evaluate
+from landscape.evaluator import PointEvaluator, use_channels_last
 from landscape.models import build_model
 from landscape.params import (
     bitwise_equal,
@@ -46,7 +47,6 @@ from landscape.robustness import (
     robustness_curve,
     sigma_at_half_accuracy,
 )
-from landscape.slices import PointEvaluator, use_channels_last
 
 from .conftest import make_split
 

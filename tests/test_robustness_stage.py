@@ -16,7 +16,8 @@ from landscape.cli import main
 from landscape.config import ConfigError, defaults, validate
 from landscape.data import load_prepared
 from landscape.plots import overlapping_tick_labels
-from landscape.plots.robustness import correlation_bars, measures_vs_gap, noise_curves
+from landscape.plots.generalisation import correlation_bars, measures_vs_gap
+from landscape.plots.robustness import noise_curves
 from landscape.study import run_id
 from landscape.tables import SCHEMAS, SORT_KEYS, read_table, table_meta, write_table
 from landscape.train import TrainConfig, train_run

@@ -14,22 +14,20 @@ from torch import nn
 from landscape.checkpoints import load_model, save_checkpoint
 from landscape.directions import random_direction
 from landscape.evaluate import evaluate
+from landscape.evaluator import PointEvaluator, recompute_bn_statistics, use_channels_last
 from landscape.models import build_model
 from landscape.params import bitwise_equal, buffers, detached, from_state, parameters
 from landscape.slices import (
-    PointEvaluator,
     SliceSpec,
     evaluate_points,
     grid,
     grid_through_zero,
     line_grid,
     plan_slices,
-    recompute_bn_statistics,
     rows_to_tables,
     shard_bounds,
     slice_1d,
     slice_2d,
-    use_channels_last,
 )
 from landscape.tables import write_table
 

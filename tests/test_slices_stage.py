@@ -11,8 +11,8 @@ from landscape.checkpoints import load_model
 from landscape.cli import main
 from landscape.data import eval_subset, load_prepared
 from landscape.evaluate import evaluate
+from landscape.evaluator import use_channels_last
 from landscape.io import load_verified, save_verified
-from landscape.slices import use_channels_last
 from landscape.tables import read_table, table_meta
 from landscape.train import TrainConfig, train_run
 

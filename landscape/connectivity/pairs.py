@@ -39,7 +39,7 @@ def spawn_id(run: str, step: int) -> str:
 
 
 def _error(message: str):
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     return ConfigError(f"config error: {message}")
 

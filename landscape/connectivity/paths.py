@@ -25,7 +25,7 @@ both signs (a − b = −(b − a) exactly in IEEE arithmetic), so both halves u
 
 BatchNorm. The running statistics stored with θ_A and θ_B belong to those weights, not to the
 points between them. ``evaluate_path`` with ``bn_data`` re-estimates them at every point
-(``landscape.slices.recompute_bn_statistics``; Garipov et al., 2018) and is what to use for
+(``landscape.evaluator.recompute_bn_statistics``; Garipov et al., 2018) and is what to use for
 BatchNorm models; then the endpoints are evaluated with re-estimated statistics too. Without
 ``bn_data`` the buffers at t are the same combination of the endpoints' (and bend's) buffers as
 the parameters (integer counters: the nearer endpoint's), so t = 0 and t = 1 use the
@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..directions import derived_seed
+from ..evaluator import PointEvaluator, use_channels_last
 from ..models import has_batchnorm
 from ..params import (
     ParamSet,
@@ -56,7 +57,6 @@ from ..params import (
     sub,
     write_,
 )
-from ..slices import PointEvaluator, use_channels_last
 from ..train import epoch_order
 
 Terms = list[tuple[ParamSet, float]]
@@ -246,7 +246,7 @@ def evaluate_path(model: nn.Module, path: PathLike, ts: Sequence[float],
     ``path``: a ``LinearPath``/``BezierPath`` (fast: each point is written into the model's own
     parameters as base + terms, no copies), or a callable ``t → state dict``, or a sequence of
     state dicts (one per t). ``data``: split name → ``(x [N, 1, 28, 28], y [N])`` in the model's
-    memory format (see ``landscape.slices.use_channels_last``). ``bn_data``: inputs on which
+    memory format (see ``landscape.evaluator.use_channels_last``). ``bn_data``: inputs on which
     BatchNorm statistics are re-estimated at every point (use for BatchNorm models); without it
     the path's interpolated buffers are used (module docstring). The model is restored bitwise
     on return (``PointEvaluator``).

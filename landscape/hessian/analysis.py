@@ -20,8 +20,8 @@ from .density import spectral_density
 from .lanczos import lanczos_eigs
 from .operator import METHODS, HessianOperator
 from .power import power_iteration
-from .sharpness import sharpness_trajectory
 from .trace import ESTIMATORS, estimate_trace
+from .trajectory import sharpness_trajectory
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _sub(cls, value):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - names)
     if unknown:
-        from ..config import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(f"Unknown option(s) {unknown} for {cls.__name__}; allowed are "
                           f"{sorted(names)}.")
@@ -99,7 +99,7 @@ class CurvatureOptions:
     def from_params(cls, params: dict) -> CurvatureOptions:
         """Build from the config's ``hessian`` section (partial sections take the schema's
         defaults, the only place they are written); evaluation-set keys are ignored here."""
-        from ..config import with_defaults
+        from ..schema import with_defaults
 
         keep = {f.name for f in dataclasses.fields(cls)}
         full = with_defaults(params, "hessian")

@@ -43,14 +43,15 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn import functional as F
 
+from ..params import flatten
 from .lanczos import NonFiniteError
 
 METHODS = ("auto", "cached", "rev-rev", "fwd-rev")
 
 
-def flatten(tensors) -> torch.Tensor:
-    """Concatenate tensors into one flat float64 vector."""
-    return torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+def _flat64(tensors) -> torch.Tensor:
+    """Tensors as one flat float64 vector (the operator's working precision)."""
+    return flatten(tensors, torch.float64)
 
 
 def _grad(loss: torch.Tensor, leaves: list[torch.Tensor], create_graph: bool):
@@ -171,7 +172,7 @@ class HessianOperator:
             if self._graph is None:
                 self._build_graph()
             for g in self._graph:
-                out += flatten(_grad_dot(g, self._leaves, vs, retain_graph=True))
+                out += _flat64(_grad_dot(g, self._leaves, vs, retain_graph=True))
             return out
         tangent = dict(zip(self.names, vs, strict=True))
         for i, j in self.batches:
@@ -179,11 +180,11 @@ class HessianOperator:
                 def g(p, i=i, j=j):
                     return grad(lambda q: self._batch_loss(q, i, j))(p)
                 _, hv = jvp(g, (self.params,), (tangent,))
-                out += flatten(hv[n] for n in self.names)
+                out += _flat64(hv[n] for n in self.names)
             else:
                 leaves = {n: p.clone().requires_grad_() for n, p in self.params.items()}
                 gr = _grad(self._batch_loss(leaves, i, j), list(leaves.values()), create_graph=True)
-                out += flatten(_grad_dot(gr, list(leaves.values()), vs, retain_graph=False))
+                out += _flat64(_grad_dot(gr, list(leaves.values()), vs, retain_graph=False))
         return out
 
     def loss_and_gradient(self) -> tuple[float, torch.Tensor]:
@@ -194,7 +195,7 @@ class HessianOperator:
         for i, j in self.batches:
             leaves = {n: p.clone().requires_grad_() for n, p in self.params.items()}
             lb = self._batch_loss(leaves, i, j)
-            out += flatten(_grad(lb, list(leaves.values()), create_graph=False))
+            out += _flat64(_grad(lb, list(leaves.values()), create_graph=False))
             loss += float(lb.detach())
         return loss, out
 

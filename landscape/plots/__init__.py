@@ -51,6 +51,14 @@ def machine_stamp() -> str:
             f"{datetime.date.today().isoformat()}")
 
 
+def empty_figure(message: str) -> plt.Figure:
+    """A small figure that says why there is nothing to draw (a rule's PNG always exists)."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
 def log_axis(ax, which: str = "x", base: float = 10) -> None:
     """A log scale whose tick labels stay readable at any span.
 

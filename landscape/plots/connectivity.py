@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import overlapping_tick_labels, run_label
+from . import empty_figure, overlapping_tick_labels, run_label
 from .encoding import Encoding
 
 METHODS = ["linear", "aligned", "bezier"]
@@ -32,13 +32,6 @@ METHOD_WIDTHS = {"linear": 3.0, "aligned": 1.8, "bezier": 1.2}
 METHOD_HATCHES = {"linear": "", "aligned": "///", "bezier": "..."}  # bars apart in greyscale
 SPLIT_STYLE = {"train": "-", "test": "--"}
 HPARAM_ORDER = ["model", "optimizer", "lr", "weight_decay", "batch_size", "seed"]
-
-
-def _empty(message: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return fig
 
 
 def _methods(df: pd.DataFrame) -> list[str]:
@@ -96,7 +89,7 @@ def _header(fig, title: str, handles: list, ncol: int) -> None:
 def path_curves(paths: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     """Loss and error (1 − accuracy) along t ∈ [0, 1] for each method, a row per pair."""
     if paths.empty:
-        return _empty("no connectivity paths measured (no pairs, or every pair skipped)")
+        return empty_figure("no connectivity paths measured (no pairs, or every pair skipped)")
     order = _pair_order(paths, runs)
     labels = pair_labels(paths, runs)
     methods = _methods(paths)
@@ -132,7 +125,7 @@ def barrier_chart(barriers: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     """Loss (top) and error (bottom) barriers per pair as horizontal bars grouped by method;
     columns train and test. The legend gives each method's mean over the pairs (test split)."""
     if barriers.empty:
-        return _empty("no barriers measured (no pairs, or every pair skipped)")
+        return empty_figure("no barriers measured (no pairs, or every pair skipped)")
     order = _pair_order(barriers, runs)
     labels = pair_labels(barriers, runs)
     methods = _methods(barriers)
@@ -203,7 +196,7 @@ def spawn_chart(spawn: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     distance, against k (symlog: k = 0, the independently trained case, is on the axis). Runs
     in their colour and marker (from ``runs``); train solid, test dashed."""
     if spawn.empty:
-        return _empty("no spawning measured (spawning off, or its run skipped)")
+        return empty_figure("no spawning measured (spawning off, or its run skipped)")
     spawn = spawn.sort_values(["run", "spawn_step"])
     run_ids = list(dict.fromkeys(spawn["run"]))
     idx = runs.set_index("run") if len(runs) else None

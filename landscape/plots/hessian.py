@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import log_axis, run_label
+from . import empty_figure, log_axis, run_label
 from .encoding import Encoding
 
 ORDER = ["optimizer", "lr", "batch_size", "seed"]
@@ -26,13 +26,6 @@ def _label(row) -> str:
     return f"{run_label(row)} s{row['seed']}"
 
 
-def _empty(message: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return fig
-
-
 def _skipped_note(fig, runs: pd.DataFrame, shown) -> None:
     missing = sorted(set(runs["run"]) - set(shown))
     if missing:
@@ -45,7 +38,7 @@ def density_grid(density: pd.DataFrame, eigs: pd.DataFrame, runs: pd.DataFrame) 
     marked. Panels are ordered by optimiser, η, batch size and seed."""
     order = _runs_in_order(runs, density["run"].unique())
     if order.empty:
-        return _empty("no spectral density measured (every run skipped)")
+        return empty_figure("no spectral density measured (every run skipped)")
     n = len(order)
     ncol = min(4, n)
     nrow = math.ceil(n / ncol)
@@ -102,7 +95,7 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
     tr = trace[trace["method"] == est][["run", "trace", "std_error"]]
     df = runs[runs["status"] == "ok"].merge(lmax, on="run").merge(tr, on="run", how="left")
     if df.empty:
-        return _empty("no curvature measured (every run skipped)")
+        return empty_figure("no curvature measured (every run skipped)")
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
     ys = [("test_acc", "test accuracy"), ("gap_loss", "gap: test − train loss"),
           ("gap_error", "gap: test − train error")]
@@ -138,7 +131,7 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
     and (2 + 2β)/η (dotted) thresholds stand apart)."""
     df = sharp.merge(runs[["run", "status"]], on="run", how="left")
     if df.empty:
-        return _empty("no sharpness measured (every run skipped)")
+        return empty_figure("no sharpness measured (every run skipped)")
     groups = list(df.groupby(["optimizer", df["run"].map(
         dict(zip(runs["run"], runs["lr"], strict=True)))], sort=True))
     ncol = min(3, len(groups))

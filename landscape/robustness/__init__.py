@@ -1,13 +1,13 @@
 """Robustness of the trained weights to perturbations, as numbers for the generalisation study.
 
 One measure per module; every function takes a model (or an open
-``landscape.slices.PointEvaluator``) and in-memory tensors, writes perturbations into the model's
+``landscape.evaluator.PointEvaluator``) and in-memory tensors, writes perturbations into the model's
 own parameters, restores them bitwise, and returns plain numbers, dicts or DataFrames:
 
 - ``noise``: loss/accuracy under Gaussian weight noise, absolute (N(0, σ²)) or relative
   (per-filter, σ·‖θ_f‖/√n_f per entry); ``robustness_curve``, ``sigma_half`` (with censoring
   at the grid bounds), ``sigma_at_half_accuracy``
-- ``sharpness``: ε-sharpness (Keskar et al. 2017) and adaptive sharpness, worst and average case
+- ``box_sharpness``: ε-sharpness (Keskar et al. 2017) and adaptive sharpness, worst and average case
   (Kwon et al. 2021; Andriushchenko et al. 2023), by projected sign-gradient ascent in a box
 - ``pacbayes``: PAC-Bayes flatness 1/σ² by bisection on σ (Jiang et al. 2020), plain and
   magnitude-aware
@@ -17,6 +17,15 @@ function-preserving ReLU rescalings of Dinh et al. (2017); the "relative"/"adapt
 (relative noise, adaptive sharpness, ``pacbayes.mag.flatness`` with ε' = 0) do not.
 """
 
+from .box_sharpness import (
+    adaptive_box,
+    adaptive_sharpness,
+    adaptive_sharpness_average,
+    box_ascent,
+    epsilon_box,
+    epsilon_sharpness,
+    loss_and_grad,
+)
 from .noise import (
     MODES,
     mean_curve,
@@ -28,15 +37,6 @@ from .noise import (
     sigma_half,
 )
 from .pacbayes import MAG_EPS, bisect_sigma, pacbayes_flatness, pacbayes_seed
-from .sharpness import (
-    adaptive_box,
-    adaptive_sharpness,
-    adaptive_sharpness_average,
-    box_ascent,
-    epsilon_box,
-    epsilon_sharpness,
-    loss_and_grad,
-)
 
 __all__ = [
     "MAG_EPS", "MODES", "adaptive_box", "adaptive_sharpness", "adaptive_sharpness_average",

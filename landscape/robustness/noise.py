@@ -24,7 +24,7 @@ with ``noise_seed(seed, d)`` (then moved to the weights' device), for *every* σ
 in σ and the two modes are paired. σ = 0 is θ bitwise.
 
 ``robustness_curve`` evaluates every point in place through an open
-``landscape.slices.PointEvaluator`` (no model copies; the model is restored bitwise when the
+``landscape.evaluator.PointEvaluator`` (no model copies; the model is restored bitwise when the
 evaluator closes); BatchNorm statistics are re-estimated at each point iff the evaluator was
 given ``bn_data``.
 """
@@ -39,8 +39,8 @@ import pandas as pd
 import torch
 
 from ..directions import derived_seed, gaussian_like
+from ..evaluator import PointEvaluator
 from ..params import ParamSet, detached, filter_norms
-from ..slices import PointEvaluator
 
 MODES = ("absolute", "relative")
 CURVE_COLUMNS = ["mode", "sigma", "draw", "split", "loss", "accuracy"]

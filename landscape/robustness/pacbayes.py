@@ -32,8 +32,8 @@ from collections.abc import Callable
 import torch
 
 from ..directions import derived_seed, gaussian_like
+from ..evaluator import PointEvaluator
 from ..params import detached
-from ..slices import PointEvaluator
 
 MAG_EPS = 1e-3  # ε' of Jiang et al. (2020) for the magnitude-aware perturbation
 

@@ -10,7 +10,7 @@ from ..tables import empty, write_table
 def section(params_json: str, *name: str) -> dict:
     """A stage's ``--params`` JSON (one config section) with the schema's defaults filled in;
     the schema is the only place defaults are written, so stages index keys directly."""
-    from ..config import with_defaults
+    from ..schema import with_defaults
 
     return with_defaults(json.loads(params_json), *name)
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..data import Split, eval_set_name, eval_subset
+from ..evaluator import use_channels_last
 from ..models import has_batchnorm
-from ..slices import use_channels_last
 
 
 @dataclass

@@ -66,7 +66,7 @@ def generated(what: str, schema: str | None = None) -> str:
         from ..tables import describe
 
         return HEADERS["tables"] + describe().strip() + "\n"
-    from ..config import load_schema
+    from ..schema import load_schema
 
     return HEADERS["config"] + config_markdown(load_schema(schema)) + "\n"
 

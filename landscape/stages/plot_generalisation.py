@@ -4,7 +4,7 @@ the measures, correlations, granulated and runs tables."""
 from __future__ import annotations
 
 from ..plots import save
-from ..plots.robustness import correlation_bars, measures_vs_gap
+from ..plots.generalisation import correlation_bars, measures_vs_gap
 from ..tables import read_table
 from ._common import plot_options
 

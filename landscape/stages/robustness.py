@@ -4,7 +4,7 @@ Writes two tables for the run: ``robustness`` (loss and accuracy under Gaussian 
 every mode × σ × draw × split, σ = 0 included) and ``flatness`` (one row: ε-sharpness, adaptive
 sharpness worst and average case, PAC-Bayes σ and 1/σ² plain and magnitude-aware, ‖θ‖ and the
 distance from initialisation). Every perturbed evaluation is written into the model's own
-parameters (``landscape.slices.PointEvaluator``; no model copies) and the weights are restored
+parameters (``landscape.evaluator.PointEvaluator``; no model copies) and the weights are restored
 bitwise. A diverged run is skipped: both tables are written empty with the reason.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 from ..checkpoints import load_model, load_snapshots
 from ..data import eval_set_name, eval_subset, load_prepared
 from ..evaluate import resolve_device
+from ..evaluator import PointEvaluator, use_channels_last
 from ..io import IntegrityError
 from ..models import count_parameters, has_batchnorm
 from ..params import detached, from_state, norm, parameters, sub
@@ -27,7 +28,6 @@ from ..robustness import (
     pacbayes_flatness,
     robustness_curve,
 )
-from ..slices import PointEvaluator, use_channels_last
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped
 

@@ -8,7 +8,7 @@ from ..checkpoints import load_snapshots
 from ..data import eval_tensors
 from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, sharpness
-from ..hessian.sharpness import stability_threshold, two_over_lr
+from ..hessian.trajectory import stability_threshold, two_over_lr
 from ..models import build_model
 from ..tables import write_table
 from ..train import TrainConfig, finite_state, lr_at

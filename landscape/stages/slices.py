@@ -7,17 +7,11 @@ import time
 from ..checkpoints import load_model
 from ..data import eval_set_name, eval_subset, load_prepared
 from ..evaluate import resolve_device
+from ..evaluator import PointEvaluator, use_channels_last
 from ..io import IntegrityError, load_verified, tensor_digest
 from ..models import has_batchnorm
 from ..params import detached, parameters
-from ..slices import (
-    PointEvaluator,
-    SlicePlan,
-    evaluate_points,
-    rows_to_tables,
-    shard_bounds,
-    use_channels_last,
-)
+from ..slices import SlicePlan, evaluate_points, rows_to_tables, shard_bounds
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped
 

@@ -37,7 +37,7 @@ bound on the true maximum. The loss of the best iterate is taken from
 re-evaluated unless it is the last iterate or δ = 0), so ``max_loss`` and ``base_loss`` are
 numbers of the same function. Cost: ``steps`` gradient passes and 2-3 evaluations.
 
-Perturbations are written into the model's own parameters (``landscape.slices.PointEvaluator``,
+Perturbations are written into the model's own parameters (``landscape.evaluator.PointEvaluator``,
 no model copy); the weights and buffers are restored and checked bitwise on return.
 """
 
@@ -51,8 +51,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..directions import derived_seed, gaussian_like
+from ..evaluator import PointEvaluator
 from ..params import ParamSet, parameters, write_
-from ..slices import PointEvaluator
 
 DISTRIBUTIONS = ("normal", "uniform")
 
