@@ -43,6 +43,7 @@ from .directions import (
 from .evaluate import evaluate
 from .evaluator import EvaluateFn, PointEvaluator
 from .params import ParamSet, bitwise_equal, norm, sub
+from .schemas import slices as _tables  # noqa: F401  registers the tables written here
 from .slicespec import PLANES, SliceSpec
 from .tables import SCHEMAS
 

@@ -45,6 +45,7 @@ from .data import Split
 from .evaluate import evaluate, resolve_device
 from .io import IntegrityError, load_verified, save_verified
 from .models import build_model, count_parameters
+from .schemas import training as _tables  # noqa: F401  registers the tables written here
 from .study import HPARAMS, run_id
 from .tables import write_table
 

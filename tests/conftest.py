@@ -13,6 +13,9 @@ import torch
 
 from landscape.allocator import keep_freed_memory
 from landscape.data import Split, fingerprint
+from landscape.schemas import load_all
+
+load_all()  # tests write tables of every family by hand
 
 REPO = Path(__file__).resolve().parent.parent
 

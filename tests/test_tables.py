@@ -131,3 +131,31 @@ def test_outputs_get_the_usual_permissions(tmp_path):
         os.umask(mask)
         _umask.cache_clear()
     assert (tmp_path / "figure.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_register_refuses_bad_declarations():
+    from landscape.tables import _FAMILY, SORT_KEYS, Col, register
+
+    cols = [Col("run", "string", "run"), Col("x", "float64", "x")]
+    try:
+        assert register("_toy", ["run"], cols) == "_toy"
+        assert SORT_KEYS["_toy"] == ["run"]
+        with pytest.raises(ValueError, match="registered twice"):
+            register("_toy", ["run"], cols)
+    finally:
+        SCHEMAS.pop("_toy", None)
+        SORT_KEYS.pop("_toy", None)
+        _FAMILY.pop("_toy", None)
+    with pytest.raises(ValueError, match="row key"):
+        register("_toy2", ["seed"], cols)
+    with pytest.raises(ValueError, match="repeated columns"):
+        register("_toy3", ["run"], cols + cols[:1])
+    with pytest.raises(ValueError, match="unknown column types"):
+        register("_toy4", ["run"], [Col("run", "text", "run")])
+
+
+def test_every_table_belongs_to_one_family_module():
+    from landscape.schemas import FAMILIES, family_of
+
+    assert {family_of(name) for name in SCHEMAS} == set(FAMILIES)
+    assert family_of("flatness") == "robustness" and family_of("runs") == "training"

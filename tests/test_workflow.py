@@ -130,6 +130,15 @@ def _edit(path: Path) -> tuple[str, float]:
     ("plots/training.py", {"plot_training"}, {"train", "prepare_data", "gather_runs"}),
     ("train.py", {"train", "gather_runs", "gather_training", "plot_training"}, {"prepare_data"}),
     ("data.py", {"prepare_data", "train"}, set()),
+    # a stage family's schema reruns its writers, their gathers and what reads those, only
+    ("schemas/robustness.py", {"robustness", "gather_robustness", "generalisation"},
+     {"prepare_data", "train", "hessian", "sharpness", "slice_directions", "slice_shard",
+      "connectivity_pair", "spawn", "gather_runs", "gather_training", "gather_hessian",
+      "gather_slices"}),
+    ("schemas/training.py", {"train", "gather_runs", "gather_training"}, {"prepare_data"}),
+    # config validation and its cross-key checks run in Snakemake's process, not in jobs
+    ("config.py", set(), {"prepare_data", "train", "hessian", "robustness"}),
+    ("connectivity/pairs.py", set(), {"prepare_data", "train", "hessian", "robustness"}),
 ])
 def test_editing_a_module_reruns_exactly_its_rules(smoke, module, must, must_not):
     path = smoke / "landscape" / module

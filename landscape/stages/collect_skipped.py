@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..schemas import report as _tables  # noqa: F401  registers the tables written here
 from ..tables import empty, skipped_entries, write_table
 
 NAME = "collect-skipped"

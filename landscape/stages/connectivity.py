@@ -20,6 +20,7 @@ from ..data import load_prepared
 from ..errors import UserError
 from ..evaluate import resolve_device
 from ..models import build_model
+from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
 from ..tables import write_table
 from ..train import set_deterministic
 from ._common import section, skip_reason, write_skipped

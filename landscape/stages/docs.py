@@ -14,7 +14,7 @@ HEADERS = {
               "`python -m landscape docs write`; do not edit. Every key is validated before any "
               "job runs; unknown keys are errors. Defaults are filled in when a key is left "
               "out.\n\n",
-    "tables": "# Tables\n\nGenerated from `landscape/tables.py` by `python -m landscape docs "
+    "tables": "# Tables\n\nGenerated from `landscape/schemas/` by `python -m landscape docs "
               "write`; do not edit. Every stage writes Parquet with exactly these columns and "
               "types; each file stores its table name and a content checksum in its metadata, "
               "verified on read. Row keys (unique, the sort order of gathered tables) are listed "
@@ -63,7 +63,7 @@ def config_markdown(schema: dict) -> str:
 def generated(what: str, schema: str | None = None) -> str:
     """The Markdown of ``what`` (config or tables), header included."""
     if what == "tables":
-        from ..tables import describe
+        from ..schemas import describe
 
         return HEADERS["tables"] + describe().strip() + "\n"
     from ..schema import load_schema

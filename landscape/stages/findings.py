@@ -14,6 +14,7 @@ from ..report.findings import (
     findings_frame,
     run_table,
 )
+from ..schemas import report as _tables  # noqa: F401  registers the tables written here
 from ..tables import read_table, write_table
 from ._common import section
 

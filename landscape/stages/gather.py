@@ -3,10 +3,15 @@
 Each ``--table NAME --out PATH --inputs FILE...`` triple is one ``landscape.tables.gather``:
 rows concatenated, checked unique on the table's key, sorted, and the skip records of the
 inputs (a diverged run, say) carried in the metadata for ``collect-skipped``.
+
+Any table can be gathered, so this stage imports the schema families by name
+(``landscape.schemas.load_all``); each gather rule lists the family module of the tables it
+gathers among its code inputs (``schema_src`` in workflow/rules/common.smk).
 """
 
 from __future__ import annotations
 
+from ..schemas import load_all
 from ..tables import SCHEMAS, gather
 
 NAME = "gather"
@@ -14,6 +19,7 @@ HELP = "concatenate per-job tables of a schema (e.g. every run's metrics) into o
 
 
 def add_arguments(p) -> None:
+    load_all()
     p.add_argument("--table", action="append", required=True, choices=sorted(SCHEMAS),
                    help="schema name (repeat for each table)")
     p.add_argument("--out", action="append", required=True, help="output Parquet file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from ..generalisation import measure_table, study_correlations, varied_hparams
+from ..schemas import generalisation as _tables  # noqa: F401  registers the tables written here
 from ..tables import empty, read_table, write_table
 from ._common import section
 

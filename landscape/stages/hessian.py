@@ -10,6 +10,7 @@ from ..checkpoints import load_model
 from ..data import eval_tensors
 from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, curvature, curvature_summary
+from ..schemas import hessian as _tables  # noqa: F401  registers the tables written here
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped
 

@@ -28,6 +28,7 @@ from ..robustness import (
     pacbayes_flatness,
     robustness_curve,
 )
+from ..schemas import robustness as _tables  # noqa: F401  registers the tables written here
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped
 

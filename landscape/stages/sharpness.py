@@ -10,6 +10,7 @@ from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, sharpness
 from ..hessian.trajectory import stability_threshold, two_over_lr
 from ..models import build_model
+from ..schemas import hessian as _tables  # noqa: F401  registers the tables written here
 from ..tables import write_table
 from ..train import TrainConfig, finite_state, lr_at
 from ._common import section, write_skipped

@@ -8,6 +8,7 @@ from ..checkpoints import load_model, load_snapshots
 from ..io import save_verified, tensor_digest
 from ..models import has_batchnorm
 from ..params import buffers_from_state, detached, from_state, parameters
+from ..schemas import slices as _tables  # noqa: F401  registers the tables written here
 from ..slices import SliceSpec, pca_variance_frame, plan_slices
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped

@@ -11,6 +11,7 @@ from ..evaluator import PointEvaluator, use_channels_last
 from ..io import IntegrityError, load_verified, tensor_digest
 from ..models import has_batchnorm
 from ..params import detached, parameters
+from ..schemas import slices as _tables  # noqa: F401  registers the tables written here
 from ..slices import SlicePlan, evaluate_points, rows_to_tables, shard_bounds
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped

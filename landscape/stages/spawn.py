@@ -17,6 +17,7 @@ from ..evaluate import resolve_device
 from ..io import IntegrityError
 from ..models import build_model
 from ..params import from_state, norm, sub
+from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
 from ..tables import write_table
 from ..train import TrainConfig
 from ._common import section, skip_reason, write_skipped

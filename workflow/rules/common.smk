@@ -53,6 +53,12 @@ def src(*stages):
     return list(sources(*(f"stages.{s}" for s in stages)))
 
 
+def gather_src(family):
+    """A gather rule's code: the gather stage and the schema module (landscape/schemas/) of the
+    tables it gathers, which the gather stage imports by name."""
+    return list(sources("stages.gather", f"schemas.{family}"))
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 

@@ -104,7 +104,7 @@ rule spawn:
 rule gather_connectivity:
     input:
         **PAIR_FILES,
-        code=src("gather"),
+        code=gather_src("connectivity"),
     output:
         **{key: f"{RES}/tables/{table}.parquet" for key, table in PAIR_TABLES.items()},
     conda:
@@ -122,7 +122,7 @@ rule gather_connectivity:
 rule gather_spawn:
     input:
         spawn=SPAWN_FILES,
-        code=src("gather"),
+        code=gather_src("connectivity"),
     output:
         f"{RES}/tables/spawn_barriers.parquet",
     conda:

@@ -81,7 +81,7 @@ rule gather_hessian:
     input:
         **{part: expand(f"{RES}/hessian/{{run}}/{part}.parquet", run=RUNS)
            for part in HESSIAN_TABLES},
-        code=src("gather"),
+        code=gather_src("hessian"),
     output:
         **{part: f"{RES}/tables/{table}.parquet" for part, table in HESSIAN_TABLES.items()},
     conda:

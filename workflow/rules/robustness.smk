@@ -67,7 +67,7 @@ rule gather_robustness:
     input:
         **{key: expand(f"{RES}/robustness/{{run}}/{key}.parquet", run=RUNS)
            for key in ROBUSTNESS_TABLES},
-        code=src("gather"),
+        code=gather_src("robustness"),
     output:
         **{key: f"{RES}/tables/{table}.parquet" for key, table in ROBUSTNESS_TABLES.items()},
     conda:

@@ -91,7 +91,7 @@ rule gather_slices:
     input:
         **SLICE_SHARD_FILES,
         pca=expand(f"{RES}/runs/{{run}}/slices/pca_variance.parquet", run=SLICE_RUNS),
-        code=src("gather"),
+        code=gather_src("slices"),
     output:
         **{key: f"{RES}/tables/{table}.parquet" for key, table in SLICE_TABLES.items()},
         pca=f"{RES}/tables/pca_variance.parquet",

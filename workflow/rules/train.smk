@@ -28,7 +28,7 @@ rule train:
 rule gather_training:
     input:
         metrics=expand(f"{RES}/runs/{{run}}/metrics.parquet", run=RUNS),
-        code=src("gather"),
+        code=gather_src("training"),
     output:
         f"{RES}/tables/training.parquet",
     conda:
@@ -43,7 +43,7 @@ rule gather_training:
 rule gather_runs:
     input:
         runs=expand(f"{RES}/runs/{{run}}/run.parquet", run=RUNS),
-        code=src("gather"),
+        code=gather_src("training"),
     output:
         f"{RES}/tables/runs.parquet",
     conda:

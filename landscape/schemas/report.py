@@ -1,0 +1,26 @@
+"""Table schemas of the findings and the skip records (stages/findings.py,
+stages/collect_skipped.py).
+
+Each ``register`` call declares one table: its name, its row key (rows are unique on these
+columns; gathered tables are sorted by them) and its columns. Importing this module registers
+them with ``landscape.tables``; the modules that write or read these tables import it, so editing
+a schema here reruns exactly the stages that use it.
+"""
+
+from __future__ import annotations
+
+from ..tables import Col, register
+
+register("findings", ["order"], [
+    Col("order", "int64", "position on the findings page"),
+    Col("stage", "string", "stage the statement is about (training, curvature, …)"),
+    Col("key", "string", "stable identifier of the kind of statement"),
+    Col("text", "string", "the generated sentence, numbers included"),
+    Col("numbers", "string", "JSON of the numbers the sentence rests on (n, p, counts, …)"),
+])
+
+register("skipped", ["run", "stage"], [
+    Col("run", "string", "run identifier"),
+    Col("stage", "string", "stage that skipped the run"),
+    Col("reason", "string", "why it was skipped"),
+])

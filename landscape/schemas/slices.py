@@ -1,0 +1,65 @@
+"""Table schemas of loss-landscape slices (landscape/slices.py,
+stages/slices.py, stages/slice_directions.py).
+
+Each ``register`` call declares one table: its name, its row key (rows are unique on these
+columns; gathered tables are sorted by them) and its columns. Importing this module registers
+them with ``landscape.tables``; the modules that write or read these tables import it, so editing
+a schema here reruns exactly the stages that use it.
+"""
+
+from __future__ import annotations
+
+from ..tables import EVAL, Col, register
+
+# loss-landscape slices (landscape/slices.py). Values are over the eval subsets.
+register("slice_1d", ["run", "direction", "direction_index", "alpha", "split"], [
+    Col("run", "string", "run identifier"),
+    Col("direction", "string", "random (θ* + α·d) or init_to_final (θ₀ + α·(θ_T − θ₀))"),
+    Col("direction_index", "int64", "which random direction (0, 1, …); 0 for init_to_final"),
+    Col("normalization", "string", "direction normalisation: filter, layer, model or none"),
+    Col("direction_seed", "int64", "slices.seed the random directions derive from"),
+    Col("alpha", "float64", "coordinate along the direction (init_to_final: 0 = θ₀, 1 = θ_T)"),
+    Col("distance", "float64", "Euclidean distance in parameter space from the trained θ*"),
+    Col("split", "string", "train or test"),
+    Col("loss", "float64", "mean cross-entropy over the evaluation set"),
+    Col("accuracy", "float64", "accuracy over the evaluation set"),
+] + EVAL + [
+    Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated at each point"),
+])
+
+register("slice_2d", ["run", "plane", "alpha", "beta", "split"], [
+    Col("run", "string", "run identifier"),
+    Col("plane", "string", "random (two filter-normalised directions) or pca (trajectory)"),
+    Col("normalization", "string", "filter, layer, model or none; pca for the PCA plane"),
+    Col("direction_seed", "int64", "slices.seed the random directions derive from"),
+    Col("alpha", "float64", "coordinate along the first direction"),
+    Col("beta", "float64", "coordinate along the second direction"),
+    Col("split", "string", "train or test"),
+    Col("loss", "float64", "mean cross-entropy over the evaluation set"),
+    Col("accuracy", "float64", "accuracy over the evaluation set"),
+] + EVAL + [
+    Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated at each point"),
+])
+
+register("trajectory_projection", ["run", "snapshot", "split"], [
+    Col("run", "string", "run identifier"),
+    Col("snapshot", "int64", "snapshot index in training order (0 = initialisation)"),
+    Col("step", "int64", "optimiser steps completed at the snapshot"),
+    Col("epoch", "float64", "epochs completed (fractional inside epoch 1)"),
+    Col("alpha", "float64", "projection on the first PCA direction (unit vector)"),
+    Col("beta", "float64", "projection on the second PCA direction (unit vector)"),
+    Col("off_plane", "float64", "distance of the snapshot from the PCA plane"),
+    Col("split", "string", "train or test"),
+    Col("loss", "float64", "actual loss of the snapshot (not of its projection)"),
+    Col("accuracy", "float64", "actual accuracy of the snapshot"),
+] + EVAL + [
+    Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated (else the snapshot's)"),
+])
+
+register("pca_variance", ["run", "component"], [
+    Col("run", "string", "run identifier"),
+    Col("component", "int64", "principal component of the trajectory (1 = first)"),
+    Col("explained_variance_ratio", "float64", "share of the trajectory's variance"),
+    Col("cumulative_ratio", "float64", "share explained by components 1..component"),
+    Col("n_snapshots", "int64", "snapshots (besides the final weights) in the PCA"),
+])
