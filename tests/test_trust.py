@@ -97,8 +97,12 @@ def test_robustness_finding_counts_censored_runs():
     assert f.text.startswith("Training accuracy fell halfway")
     assert "censored for 2 of 3 runs" in f.text
     assert "1 already below halfway at the smallest σ (σ½ ≤ 0.01)" in f.text
-    assert "1 never below halfway (σ½ > 1)" in f.text
+    assert "1 never below halfway on the grid (σ½ > 1)" in f.text
     assert f.numbers["censored_left"] == 1 and f.numbers["censored_right"] == 1
+    m["sigma_half_absolute_censoring"] = ["crossed", "crossed", "right"]
+    (f,) = finding_robustness({"measures": m})
+    assert "censored for 1 of 3 runs" in f.text and "n/a" not in f.text
+    assert "already below" not in f.text
     m["sigma_half_absolute_censoring"] = "crossed"
     (f,) = finding_robustness({"measures": m})
     assert "every run crossed halfway" in f.text
@@ -204,6 +208,8 @@ def test_findings_page_lists_every_measure():
     html = page([], runs_frame(), None, [], "T", "s",
                 sections=[("measures", "Measures against the generalisation gap", summary)])
     assert 'id="measures"' in html and "a_measure" in html and "p_holm" in html
+    # two runs: τ = ±1 by construction, so no table (the findings say there are too few runs)
+    assert measure_summary(c.assign(n=2)) is None
 
 
 # ------------------------------------------------------------------ 10: sources

@@ -494,10 +494,15 @@ def finding_robustness(tables: dict[str, pd.DataFrame]) -> list[Finding]:
                 f"{fmt(v.min())} to {fmt(v.max())} (median {fmt(v.median())}, n = {len(v)}); "
                 f"most robust: {describe_run(best)}")
         if left or right:
+            parts = []
+            if left:
+                parts.append(f"{left} already below halfway at the smallest σ (σ½ ≤ "
+                             f"{fmt(m.loc[flag == 'left', col].max())})")
+            if right:
+                parts.append(f"{right} never below halfway on the grid (σ½ > "
+                             f"{fmt(m.loc[flag == 'right', col].min())})")
             text += (f". σ½ is censored for {left + right} of {len(v)} runs and kept at the "
-                     f"grid bound, so they still rank: {left} already below halfway at the "
-                     f"smallest σ (σ½ ≤ {fmt(m.loc[flag == 'left', col].max())}), {right} "
-                     f"never below halfway (σ½ > {fmt(m.loc[flag == 'right', col].min())})")
+                     "grid bound, so they still rank: " + ", ".join(parts))
         else:
             text += "; every run crossed halfway inside the σ grid"
         out.append(Finding("robustness", f"sigma_half_{mode}", text + ".",

@@ -80,8 +80,16 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
 
 def measure_summary(correlations: pd.DataFrame | None) -> pd.DataFrame | None:
     """Every measure's τ, p (unadjusted and Holm-adjusted), interval and Ψ per gap, ordered by
-    |τ| within each gap: the table the findings' selected "largest |τ|" is read beside."""
+    |τ| within each gap: the table the findings' selected "largest |τ|" is read beside. None
+    (no table) when no gap has the runs a rank correlation needs (``MIN_RUNS_FOR_RANKS``): the
+    findings say so instead of listing τ = ±1 of two runs."""
+    from ..report.findings import MIN_RUNS_FOR_RANKS
+
     if correlations is None or correlations.empty:
+        return None
+    correlations = correlations[correlations.groupby("gap")["n"].transform("max")
+                                >= MIN_RUNS_FOR_RANKS]
+    if correlations.empty:
         return None
     cols = ["gap", "measure", "sign", "tau", "tau_lo", "tau_hi", "p_value", "p_holm", "psi",
             "psi_lo", "psi_hi", "n"]
