@@ -1,0 +1,740 @@
+"""Where the time goes: what each computing stage spent beside the arithmetic its work needs.
+
+Per stage (rule family) three measured things are put side by side:
+
+* **time**: CPU- and wall-seconds of its jobs, summed over the Snakemake ``benchmark:`` files
+  ``benchmarks/<stage>/*.tsv`` (columns ``s``, wall seconds, and ``cpu_time``, CPU seconds over
+  all cores; ``read_benchmarks``). Snakemake *samples* ``cpu_time`` (snakemake/benchmark.py:
+  every 0.5 s for the first 15 s of a job, then every 30 s), so it holds the CPU time up to the
+  job's last sample: a 33 s job is recorded with its first ~15 s. ``tail_s`` is the wall time
+  after each job's last sample (``unsampled_tail``); ``cpu_s_used`` counts it as one busy core
+  (every computing rule runs with ``threads: 1``) and is what rates are taken over;
+* **work**: the floating-point operations the stage's work needs, i.e. units of work read from
+  the study's own tables (optimiser steps, Hessian-vector products, evaluated points, …;
+  ``work_units``) times the FLOPs of one unit on the run's real model (``model_flops``), counted
+  with ``torch.utils.flop_counter.FlopCounterMode``: matrix multiplies and convolutions, a
+  multiply-add = 2 FLOPs; element-wise work (activations, pooling, loss, optimiser updates) is
+  not counted;
+* **yardsticks** measured in the same command: the one-thread fp32 matmul peak
+  (``matmul_peak``; CPU-seconds are per core, so the one-thread peak is what a CPU-second can
+  do) and the fixed cost every job pays before computing (``fixed_cost``: a fresh interpreter
+  importing its stage module, and loading and verifying the prepared data).
+
+Work the tables do not record is never guessed: such a unit has ``passes`` NaN and bound
+``not counted`` (PAC-Bayes bisection evaluations, Bézier bend training, …), and the stage's
+count is then a lower bound. ``report_frame`` makes the table (``REPORT_COLUMNS``),
+``format_text``/``format_markdown`` print it; ``python -m landscape cost RESULTS_DIR`` runs it all.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .errors import UserError
+from .schemas import connectivity as _connectivity  # noqa: F401  tables read here
+from .schemas import hessian as _hessian  # noqa: F401
+from .schemas import robustness as _robustness  # noqa: F401
+from .schemas import slices as _slices  # noqa: F401
+from .schemas import training as _training  # noqa: F401
+from .tables import read_table, table_meta
+
+if TYPE_CHECKING:  # torch is imported where it is used: `--help` stays light
+    from torch import nn
+
+# stage (rule family, also the benchmark folder) → the stage modules of its rules; the first is
+# the one whose import is timed for the per-job fixed cost
+STAGES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "hessian": ("hessian", "sharpness"),
+    "slices": ("slices",),
+    "connectivity": ("connectivity", "spawn"),
+    "robustness": ("robustness",),
+}
+KINDS = {"forward": "forward", "fwd_bwd": "forward+backward", "hvp": "HVP",
+         "hvp_build": "HVP graph build"}
+BOUNDS = ("exact", "lower bound", "upper bound", "not counted")
+UNIT_COLUMNS = ["stage", "item", "model", "kind", "passes", "bound", "note"]
+REPORT_COLUMNS = {
+    "stage": "rule family: train; hessian (hessian + sharpness rules); slices; connectivity "
+             "(connectivity_pair + spawn rules); robustness",
+    "jobs": "jobs that ran: benchmark files in benchmarks/<stage>/",
+    "cpu_s": "CPU-seconds recorded (sum of the benchmarks' cpu_time, all cores): Snakemake "
+             "samples it, so the CPU time after a job's last sample is missing",
+    "tail_s": "wall-seconds after each job's last CPU sample (0.5 s steps for 15 s, then every "
+              "30 s), summed: the time cpu_s did not see",
+    "cpu_s_used": "cpu_s + tail_s: CPU-seconds with the unsampled tails counted as one busy core "
+                  "(the rules run with threads: 1); the rates below are per this",
+    "wall_s": "wall-seconds of those jobs (sum of s; jobs that ran side by side each count)",
+    "gflop": "GFLOP the stage's work needs: units of work from the tables × FLOPs per unit "
+             "counted on the run's model (matmuls and convolutions only)",
+    "count": "how far gflop is a full count: exact, lower bound (some work not recorded or not "
+             "counted), upper bound, or approx. (both)",
+    "gflop_per_cpu_s": "gflop / cpu_s_used: the rate achieved per core",
+    "of_peak": "gflop_per_cpu_s as a fraction of the one-thread fp32 matmul peak measured by "
+               "the same command",
+    "fixed_s_per_job": "CPU-seconds every job pays before computing: a fresh interpreter "
+                       "importing the stage module, plus loading and verifying the prepared data",
+    "fixed_share": "jobs × fixed_s_per_job / cpu_s_used: the share of the stage's CPU time "
+                   "that is per-job fixed cost",
+}
+# Snakemake's benchmark sampler (snakemake/benchmark.py, ScheduledPeriodicTimer): a sample at
+# the start, then every SHORT_S seconds for SHORT_SAMPLES samples, then every LONG_S seconds
+SHORT_S, SHORT_SAMPLES, LONG_S = 0.5, 30, 30.0
+MISSING_BENCHMARKS = ("no benchmarks folder {path}: give the results folder of a finished study "
+                      "(every computing rule writes benchmarks/<stage>/*.tsv there)")
+
+
+# ----------------------------------------------------------------------------- time (benchmarks)
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def unsampled_tail(seconds: float) -> float:
+    """Wall-seconds of a job of ``seconds`` after the last sample of Snakemake's benchmark
+    sampler (``SHORT_S``, ``SHORT_SAMPLES``, ``LONG_S``): its CPU time there is not recorded.
+    The sampler's own overhead delays samples slightly, so this is approximate."""
+    short_end = SHORT_S * SHORT_SAMPLES
+    if seconds <= short_end:
+        last = math.floor(seconds / SHORT_S) * SHORT_S
+    else:
+        last = short_end + math.floor((seconds - short_end) / LONG_S) * LONG_S
+    return max(seconds - last, 0.0)
+
+
+def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
+    """Per stage of ``STAGES``: ``jobs`` (TSV files), ``cpu_s`` and ``wall_s`` (sums of
+    ``cpu_time`` and ``s`` over every row of every file), ``tail_s`` (sum of ``unsampled_tail``
+    of the rows with a ``cpu_time``) and ``cpu_missing`` (rows without a number in
+    ``cpu_time``, left out of ``cpu_s``). A missing folder raises UserError."""
+    bench_dir = Path(bench_dir)
+    if not bench_dir.is_dir():
+        raise UserError(MISSING_BENCHMARKS.format(path=bench_dir))
+    rows = []
+    for stage in STAGES:
+        files = sorted((bench_dir / stage).glob("*.tsv"))
+        cpu = wall = tail = 0.0
+        missing = 0
+        for tsv in files:
+            with tsv.open() as fh:
+                for row in csv.DictReader(fh, delimiter="\t"):
+                    c, s = _number(row.get("cpu_time")), _number(row.get("s"))
+                    if math.isfinite(c):
+                        cpu += c
+                        tail += unsampled_tail(s) if math.isfinite(s) else 0.0
+                    else:
+                        missing += 1
+                    wall += s if math.isfinite(s) else 0.0
+        rows.append({"stage": stage, "jobs": len(files), "cpu_s": cpu, "tail_s": tail,
+                     "wall_s": wall, "cpu_missing": missing})
+    return pd.DataFrame(rows)
+
+
+def other_benchmark_folders(bench_dir: str | Path) -> list[str]:
+    """Folders of ``bench_dir`` that are no stage of ``STAGES`` (not costed)."""
+    return sorted(p.name for p in Path(bench_dir).iterdir() if p.is_dir() and p.name not in STAGES)
+
+
+# ----------------------------------------------------------------------------- units of work
+def images_in_steps(start: int, count: int, n: int, batch_size: int) -> int:
+    """Images in optimiser steps start, …, start + count − 1 of epochs of ``n`` images in
+    batches of ``batch_size`` (the last batch of an epoch holds the remainder)."""
+    per_epoch = math.ceil(n / batch_size)
+
+    def before(step: int) -> int:
+        return (step // per_epoch) * n + (step % per_epoch) * batch_size
+
+    return before(int(start) + int(count)) - before(int(start))
+
+
+def read_tables(tables_dir: str | Path, names) -> dict[str, pd.DataFrame | None]:
+    """The study tables ``<tables_dir>/<name>.parquet`` (None where a file is missing)."""
+    tables_dir = Path(tables_dir)
+    return {n: read_table(tables_dir / f"{n}.parquet", n)
+            if (tables_dir / f"{n}.parquet").is_file() else None for n in names}
+
+
+TABLES = ("runs", "training", "hessian_eigs", "hessian_trace", "hessian_density",
+          "curvature_repeats", "sharpness_trajectory", "slice_1d", "slice_2d",
+          "trajectory_projection", "robustness", "flatness", "connectivity", "spawn_barriers")
+
+
+def _unit(stage, item, model, kind, passes, bound="exact", note="") -> dict:
+    return {"stage": stage, "item": item, "model": model, "kind": kind,
+            "passes": float(passes), "bound": bound, "note": note}
+
+
+def _absent(stage: str, item: str, table: str) -> dict:
+    return _unit(stage, item, "", "", math.nan, "not counted", f"no {table} table")
+
+
+def _per_run(stage, item, df, passes: pd.Series, models, kind, bound="exact", note="",
+             key="run") -> list[dict]:
+    """One unit per model: ``passes`` (a Series aligned with ``df``) summed per model."""
+    model = df[key].map(models)
+    if model.isna().any():
+        raise UserError(f"{item}: runs {sorted(set(df[key][model.isna()]))} are not in the "
+                        "runs table; the tables are from different studies")
+    sums = passes.groupby(model).sum()
+    return [_unit(stage, item, m, kind, p, bound, note) for m, p in sums.items()]
+
+
+def _bn_units(stage: str, tables: dict, names) -> list[dict]:
+    out = []
+    for name in names:
+        df = tables.get(name)
+        if df is not None and len(df) and bool(df["bn_recomputed"].any()):
+            out.append(_unit(stage, f"BatchNorm re-estimation ({name})", "", "", math.nan,
+                             "not counted", "passes over the train subset per point: not "
+                             "recorded"))
+    return out
+
+
+def _train_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    runs, training = t["runs"], t["training"]
+    if runs is None or training is None:
+        return [_absent("train", "optimiser steps", "runs or training")]
+    last = training.sort_values("epoch").groupby("run").agg(step=("step", "last"),
+                                                            evals=("epoch", "size"))
+    df = runs.set_index("run").join(last, how="inner").reset_index()
+    steps = df.apply(lambda r: max(int(r["step"]), int(r["diverged_step"]))
+                     if r["status"] == "diverged" else int(r["step"]), axis=1)
+    images = pd.Series([images_in_steps(0, s, n, b) for s, n, b in
+                        zip(steps, df["train_size"], df["batch_size"], strict=True)], df.index)
+    return (_per_run("train", "optimiser steps (training.step × batch)", df, images, models,
+                     "fwd_bwd")
+            + _per_run("train", "epoch evaluations (train + test set, epoch 0 included)", df,
+                       df["evals"] * (df["train_size"] + df["test_size"]), models, "forward"))
+
+
+def _hessian_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    out = []
+    eigs, trace, dens = t["hessian_eigs"], t["hessian_trace"], t["hessian_density"]
+    rep, sharp = t["curvature_repeats"], t["sharpness_trajectory"]
+    builds = []
+    if eigs is None:
+        out.append(_absent("hessian", "HVP: Lanczos and power iteration", "hessian_eigs"))
+    elif len(eigs):
+        calls = eigs.drop_duplicates(["run", "method"])  # n_hvp is per whole method call
+        out += _per_run("hessian", "HVP: Lanczos and power iteration (hessian_eigs)", calls,
+                        calls["n_hvp"] * calls["eval_size"], models, "hvp",
+                        note="n_hvp once per run and method")
+        builds.append(eigs.drop_duplicates("run")[["run", "eval_size"]])
+    if trace is None:
+        out.append(_absent("hessian", "HVP: trace estimators", "hessian_trace"))
+    elif len(trace):
+        out += _per_run("hessian", "HVP: trace estimators (hessian_trace)", trace,
+                        trace["n_hvp"] * trace["eval_size"], models, "hvp")
+    if dens is None:
+        out.append(_absent("hessian", "HVP: spectral density", "hessian_density"))
+    elif len(dens):
+        d = dens.drop_duplicates("run")
+        out += _per_run("hessian", "HVP: spectral density (SLQ starts after the first)", d,
+                        (d["n_starts"] - 1).clip(lower=0) * d["n_steps"] * d["eval_size"],
+                        models, "hvp", "upper bound",
+                        "not recorded: (n_starts − 1) × n_steps, fewer if a Lanczos run closed "
+                        "early")
+    if rep is None:
+        out.append(_absent("hessian", "HVP: repeat subsets", "curvature_repeats"))
+    elif len(rep):
+        r = rep[rep["subset"] >= 1]  # subset 0 repeats hessian_eigs and hessian_trace
+        if len(r):
+            out += _per_run("hessian", "HVP: repeat subsets (curvature_repeats, subset ≥ 1)", r,
+                            r["n_hvp"] * r["eval_size"], models, "hvp",
+                            note="subset 0 is hessian_eigs + hessian_trace: not counted twice")
+            builds.append(r[r["n_hvp"] > 0][["run", "eval_size"]])
+    if sharp is None:
+        out.append(_absent("hessian", "HVP: sharpness trajectory", "sharpness_trajectory"))
+    elif len(sharp):
+        out += _per_run("hessian", "HVP: sharpness trajectory", sharp,
+                        sharp["n_hvp"] * sharp["eval_size"], models, "hvp")
+        out += _per_run("hessian", "loss at each snapshot (sharpness_trajectory)", sharp,
+                        sharp["eval_size"], models, "forward")
+        builds.append(sharp[sharp["n_hvp"] > 0][["run", "eval_size"]])
+    if builds:
+        b = pd.concat(builds, ignore_index=True)
+        out += _per_run("hessian", "HVP graph builds (one per operator)", b, b["eval_size"],
+                        models, "hvp_build",
+                        note="forward + gradient graph a cached operator keeps; 0 FLOPs when "
+                             "the products recompute it")
+    return out
+
+
+def _slices_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    out = []
+    for name in ("slice_1d", "slice_2d", "trajectory_projection"):
+        df = t[name]
+        if df is None:
+            out.append(_absent("slices", f"points ({name})", name))
+        elif len(df):
+            out += _per_run("slices", f"points × splits ({name})", df, df["eval_size"], models,
+                            "forward")
+    return out + _bn_units("slices", t, ("slice_1d", "slice_2d", "trajectory_projection"))
+
+
+def _robustness_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    out = []
+    noise, flat = t["robustness"], t["flatness"]
+    if noise is None:
+        out.append(_absent("robustness", "weight-noise points", "robustness"))
+    elif len(noise):
+        # σ = 0 is evaluated once per mode and reported for every draw
+        r = noise[(noise["sigma"] > 0) | (noise["draw"] == 0)]
+        out += _per_run("robustness", "weight-noise points × splits (robustness; σ = 0 once "
+                        "per mode)", r, r["eval_size"], models, "forward")
+    if flat is None:
+        out.append(_absent("robustness", "sharpness ascents", "flatness"))
+    elif len(flat):
+        out += _per_run("robustness", "ascent gradient passes (ε-sharpness + adaptive worst)",
+                        flat, 2 * flat["ascent_steps"] * flat["eval_size"], models, "fwd_bwd",
+                        note="two projected ascents per run, ascent_steps gradients each")
+        out += _per_run("robustness", "ascent evaluations (base + last iterate, 2 ascents)",
+                        flat, 2 * 2 * flat["eval_size"], models, "forward", "lower bound",
+                        "a third evaluation, when the best iterate is an inner one, is not "
+                        "recorded")
+        out += _per_run("robustness", "average-case draws (+ base loss)", flat,
+                        (flat["average_draws"] + 1) * flat["eval_size"], models, "forward")
+        out.append(_unit("robustness", "PAC-Bayes bisections (2 searches per run)", "", "",
+                         math.nan, "not counted",
+                         "bisection steps are not recorded (pacbayes_draws evaluations of "
+                         "pacbayes_eval_size images per step)"))
+    return out + _bn_units("robustness", t, ("robustness",))
+
+
+def _connectivity_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    out = []
+    paths, spawn, runs = t["connectivity"], t["spawn_barriers"], t["runs"]
+    if paths is None:
+        out.append(_absent("connectivity", "path points", "connectivity"))
+    elif len(paths):
+        out += _per_run("connectivity", "path points × splits (connectivity)", paths,
+                        paths["eval_size"], models, "forward", key="run_a")
+        if (paths["method"] == "bezier").any():
+            out.append(_unit("connectivity", "Bézier bend training", "", "", math.nan,
+                             "not counted", "its epochs or steps (connectivity.bezier) are not "
+                             "recorded in the tables"))
+    if spawn is None:
+        out.append(_absent("connectivity", "spawned children", "spawn_barriers"))
+    elif len(spawn):
+        if runs is None:
+            out.append(_absent("connectivity", "spawned children's steps", "runs"))
+        else:
+            kids = spawn.drop_duplicates(["run", "spawn_step"]).merge(
+                runs[["run", "train_size", "batch_size"]], on="run", how="inner")
+            images = pd.Series([images_in_steps(k, a, n, b) + images_in_steps(k, c, n, b)
+                                for k, a, c, n, b in zip(kids["spawn_step"], kids["steps_a"],
+                                                         kids["steps_b"], kids["train_size"],
+                                                         kids["batch_size"], strict=True)],
+                               kids.index)
+            out += _per_run("connectivity", "spawned children's steps (steps_a + steps_b)", kids,
+                            images, models, "fwd_bwd")
+        points = (paths[paths["method"] == paths["method"].iloc[0]]["t"].nunique()
+                  if paths is not None and len(paths) else 0)
+        if points:
+            per = spawn.groupby(["run", "spawn_step"], as_index=False)["eval_size"].sum()
+            out += _per_run("connectivity", "spawn path points × splits", per,
+                            points * per["eval_size"], models, "forward", "exact",
+                            f"{points} points per path: the connectivity table's t grid (both "
+                            "use connectivity.points)")
+        else:
+            out.append(_unit("connectivity", "spawn path points", "", "", math.nan,
+                             "not counted", "points per path not recorded (no connectivity "
+                             "rows to read connectivity.points from)"))
+    out.append(_unit("connectivity", "weight matching (alignment)", "", "", math.nan,
+                     "not counted", "works on the weights, not on images"))
+    return out + _bn_units("connectivity", t, ("connectivity",))
+
+
+def work_units(tables: Mapping[str, pd.DataFrame | None],
+               models: Mapping[str, str]) -> pd.DataFrame:
+    """Units of work of every stage from the study tables (``TABLES``; None: missing), one row
+    per stage, item and model: ``passes`` (images through the model, of ``kind`` in ``KINDS``),
+    ``bound`` (``BOUNDS``) and a ``note``. ``models`` maps run → model key (``model_key``)."""
+    t = {n: tables.get(n) for n in TABLES}
+    rows = (_train_units(t, models) + _hessian_units(t, models) + _slices_units(t, models)
+            + _connectivity_units(t, models) + _robustness_units(t, models))
+    return pd.DataFrame(rows, columns=UNIT_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- FLOPs per unit
+def model_key(name: str, options: Mapping) -> str:
+    """A readable key of a model and its options, e.g. ``cnn(hidden=64, width=16)``."""
+    return f"{name}({', '.join(f'{k}={options[k]}' for k in sorted(options))})"
+
+
+def run_models(results_dir: str | Path, runs: pd.DataFrame) -> tuple[dict, dict, str]:
+    """(run → model key, model key → (name, options), where the options came from): the
+    checkpoint's ``config`` (``runs/<run>/checkpoint.pt``), else the runs table's model with the
+    schema's default options."""
+    from .checkpoints import load_checkpoint
+    from .schema import defaults
+
+    keys, specs, sources = {}, {}, set()
+    for run, name in zip(runs["run"], runs["model"], strict=True):
+        ckpt = Path(results_dir) / "runs" / run / "checkpoint.pt"
+        if ckpt.is_file():
+            cfg = load_checkpoint(ckpt)["meta"]["config"]
+            name, options = cfg["model"], dict(cfg.get("model_options") or {})
+            sources.add("checkpoints")
+        else:
+            options = defaults("models", name)
+            sources.add("schema defaults (no checkpoint)")
+        keys[run] = model_key(name, options)
+        specs[keys[run]] = (name, options)
+    return keys, specs, " and ".join(sorted(sources)) or "none"
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs ``FlopCounterMode`` counts while ``fn()`` runs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def model_flops(model: nn.Module, input_shape=(1, 28, 28), classes: int = 10, n: int = 8,
+                hvp_method: str = "cached") -> dict[str, float]:
+    """FLOPs per image of one unit of each kind in ``KINDS`` on ``model``, counted on ``n``
+    random images: ``forward`` (eval mode, no graph), ``fwd_bwd`` (mean cross-entropy and its
+    gradient to the parameters), ``hvp`` (one Hessian-vector product of
+    ``landscape.hessian.HessianOperator`` with ``hvp_method``; for ``cached``, a product through
+    the kept graph) and ``hvp_build`` (``cached``: building that graph, once per operator; else 0).
+    """
+    import torch
+    from torch.nn import functional as F
+
+    from .hessian.operator import HessianOperator
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((n, *input_shape), generator=gen)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        forward = count_flops(lambda: model(x))
+
+    def step():
+        torch.autograd.grad(F.cross_entropy(model(x), y), params)
+
+    model.train()
+    fwd_bwd = count_flops(step)
+    op = HessianOperator(model, x, y, batch_size=None, method=hvp_method)  # puts it in eval
+    v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+    first = count_flops(lambda: op.matvec(v))
+    second = count_flops(lambda: op.matvec(v))
+    op.release()
+    model.train(was_training)
+    return {"forward": forward / n, "fwd_bwd": fwd_bwd / n, "hvp": second / n,
+            "hvp_build": (first - second) / n}
+
+
+def hvp_method_for(model: nn.Module, eval_size: int, options: Mapping,
+                   input_shape=(1, 28, 28)) -> str:
+    """The product method the curvature stages used: ``options['hvp_method']``, or with
+    ``auto`` the operator's own choice for ``eval_size`` images (graph-size estimate)."""
+    import torch
+
+    from .hessian.operator import HessianOperator
+
+    if options["hvp_method"] != "auto":
+        return options["hvp_method"]
+    x = torch.zeros((int(eval_size), *input_shape))
+    y = torch.zeros(int(eval_size), dtype=torch.int64)
+    op = HessianOperator(model, x, y, batch_size=options["batch_size"], method="auto",
+                         max_cache_mb=options["max_cache_mb"])
+    return op.method
+
+
+def hessian_options(results_dir: str | Path) -> tuple[dict, str]:
+    """The curvature stages' options as the jobs stored them in their tables' metadata
+    (``hessian/<run>/*.parquet``), else the schema's defaults; and which of the two."""
+    from .schema import defaults, with_defaults
+
+    for path in sorted(Path(results_dir).glob("hessian/*/*.parquet")):
+        try:
+            options = table_meta(path).get("options")
+        except Exception:  # noqa: BLE001 - an unreadable per-job file: look at the next
+            continue
+        if isinstance(options, dict):
+            return with_defaults(options, "hessian"), f"{path.parent.name}'s job tables"
+    return defaults("hessian"), "schema defaults"
+
+
+# ----------------------------------------------------------------------------- yardsticks
+def matmul_peak(size: int = 2048, repeats: int = 3) -> float:
+    """fp32 matmul FLOP/s on one thread: 2·size³ over the fastest of ``repeats`` timed
+    products (after one warm-up). The thread count is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=gen)
+        b = torch.randn(size, size, generator=gen)
+        torch.mm(a, b)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * size**3 / min(times)
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def import_cost(module: str) -> tuple[float, float]:
+    """(CPU-s, wall-s) of a fresh interpreter running ``import <module>``."""
+    cpu0, t0 = _child_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    return _child_cpu() - cpu0, time.perf_counter() - t0
+
+
+def data_cost(path: str | Path) -> tuple[float, float]:
+    """(CPU-s, wall-s) of loading and verifying the prepared data (``load_prepared``)."""
+    from .data import load_prepared
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    load_prepared(path)
+    return time.process_time() - cpu0, time.perf_counter() - t0
+
+
+def fixed_cost(data_path: str | Path | None) -> dict[str, dict[str, float]]:
+    """Per stage of ``STAGES``: the CPU- and wall-seconds of importing its first stage module
+    in a fresh interpreter (``import_cpu_s``, ``import_wall_s``) and of loading the prepared
+    data (``data_cpu_s``, ``data_wall_s``; NaN without ``data_path``), with their sums
+    ``cpu_s`` and ``wall_s``."""
+    data = data_cost(data_path) if data_path is not None else (math.nan, math.nan)
+    out = {}
+    for stage, modules in STAGES.items():
+        cpu, wall = import_cost(f"landscape.stages.{modules[0]}")
+        out[stage] = {"import_cpu_s": cpu, "import_wall_s": wall, "data_cpu_s": data[0],
+                      "data_wall_s": data[1], "cpu_s": cpu + (data[0] if data_path else 0.0),
+                      "wall_s": wall + (data[1] if data_path else 0.0)}
+    return out
+
+
+# ----------------------------------------------------------------------------- the report
+def unit_flops(units: pd.DataFrame, per_image: Mapping[str, Mapping[str, float]]) -> pd.Series:
+    """FLOPs of each unit: passes × FLOPs per image of its model and kind (NaN: not counted)."""
+    return pd.Series([p * per_image[m][k] if math.isfinite(p) else math.nan
+                      for p, m, k in zip(units["passes"], units["model"], units["kind"],
+                                         strict=True)], units.index, dtype=float)
+
+
+def count_status(bounds) -> str:
+    """How far a sum of units with these bounds is a full count."""
+    b = set(bounds)
+    low = bool(b & {"lower bound", "not counted"})
+    high = "upper bound" in b
+    return "approx." if low and high else "lower bound" if low else \
+        "upper bound" if high else "exact"
+
+
+def report_frame(bench: pd.DataFrame, units: pd.DataFrame, flops: pd.Series, peak: float,
+                 fixed: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """One row per stage plus a ``total`` row, with the columns of ``REPORT_COLUMNS``.
+
+    ``bench``: ``read_benchmarks``; ``units``/``flops``: ``work_units`` and ``unit_flops``;
+    ``peak``: FLOP/s (``matmul_peak``); ``fixed``: ``fixed_cost`` (per-job CPU-s ``cpu_s``)."""
+    rows = []
+    for r in bench.itertuples():
+        sel = units["stage"] == r.stage
+        gflop = float(flops[sel].sum(min_count=1)) / 1e9 if sel.any() else math.nan
+        fix = fixed.get(r.stage, {}).get("cpu_s", math.nan)
+        rows.append({"stage": r.stage, "jobs": int(r.jobs), "cpu_s": r.cpu_s,
+                     "tail_s": r.tail_s, "cpu_s_used": r.cpu_s + r.tail_s, "wall_s": r.wall_s,
+                     "gflop": gflop, "count": count_status(units.loc[sel, "bound"])
+                     if sel.any() else "not counted", "fixed_s_per_job": fix,
+                     "fixed_cpu_s": r.jobs * fix})
+    df = pd.DataFrame(rows)
+    total = {"stage": "total", "jobs": int(df["jobs"].sum()), "cpu_s": df["cpu_s"].sum(),
+             "tail_s": df["tail_s"].sum(), "cpu_s_used": df["cpu_s_used"].sum(),
+             "wall_s": df["wall_s"].sum(), "gflop": df["gflop"].sum(min_count=1),
+             "count": count_status(units["bound"]),
+             "fixed_s_per_job": df["fixed_cpu_s"].sum() / max(df["jobs"].sum(), 1),
+             "fixed_cpu_s": df["fixed_cpu_s"].sum()}
+    df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+    cpu = df["cpu_s_used"].where(df["cpu_s_used"] > 0)
+    df["gflop_per_cpu_s"] = df["gflop"] / cpu
+    df["of_peak"] = df["gflop_per_cpu_s"] / (peak / 1e9)
+    df["fixed_share"] = df["fixed_cpu_s"] / cpu
+    return df[list(REPORT_COLUMNS)]
+
+
+def where_the_time_goes(report: pd.DataFrame, peak: float) -> str:
+    """One line: the stage with the most CPU-seconds, its share and how far from peak."""
+    stages = report[report["stage"] != "total"]
+    total = float(report.loc[report["stage"] == "total", "cpu_s_used"].iloc[0])
+    if stages.empty or not total > 0:
+        return "where the time goes: no CPU time recorded"
+    top = stages.loc[stages["cpu_s_used"].idxmax()]
+    rate = (f"{top['gflop_per_cpu_s']:.2f} GFLOP per CPU-s, {top['of_peak']:.1%} of the "
+            f"one-thread matmul peak ({peak / 1e9:.1f} GFLOP/s)"
+            if math.isfinite(top["gflop_per_cpu_s"]) else "no FLOP count")
+    return (f"where the time goes: {top['stage']} uses {top['cpu_s_used']:.0f} of {total:.0f} "
+            f"CPU-s ({top['cpu_s_used'] / total:.0%}) at {rate}; per-job fixed cost is "
+            f"{top['fixed_share']:.0%} of its CPU time")
+
+
+def _fmt(col: str, v) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if col == "jobs":
+        return f"{int(v)}"
+    if col in ("of_peak", "fixed_share"):
+        return f"{v:.1%}"
+    if col in ("cpu_s", "tail_s", "cpu_s_used", "wall_s", "gflop"):
+        return f"{v:,.1f}"
+    return f"{v:.2f}"
+
+
+def _units_view(units: pd.DataFrame, flops: pd.Series) -> pd.DataFrame:
+    u = units.assign(gflop=flops / 1e9)
+    u["kind"] = u["kind"].map(lambda k: KINDS.get(k, k))
+    return u
+
+
+def _numeric(cell: str) -> bool:
+    for part in cell.split(" / "):
+        try:
+            float(part.replace(",", "").removesuffix("%").removesuffix(" M"))
+        except ValueError:
+            if part != "–":
+                return False
+    return True
+
+
+def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    """A table: Markdown, or plain text with numeric columns right-aligned."""
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return out + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    right = [all(_numeric(r[i]) for r in rows) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w)
+                         for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
+    return [line(header)] + [line(r) for r in rows]
+
+
+def format_report(report: pd.DataFrame, units: pd.DataFrame, flops: pd.Series, peak: float,
+                  per_image: Mapping[str, Mapping[str, float]], fixed: Mapping, notes: list[str],
+                  markdown: bool = False) -> str:
+    """The report as text (``markdown``: Markdown tables): the stage table, the one-line
+    summary, the units of work with their counts, FLOPs per image, the fixed costs and notes."""
+    h = (lambda s: f"## {s}\n") if markdown else (lambda s: f"{s}:")
+    out = [h("cost per stage") if markdown else "cost per stage"]
+    out += _grid(list(REPORT_COLUMNS), [[_fmt(c, r[c]) for c in REPORT_COLUMNS]
+                                        for _, r in report.iterrows()], markdown)
+    out += ["", where_the_time_goes(report, peak), ""]
+    out.append(h("units of work (passes: images through the model; count: how far it is a full "
+                 "count)"))
+    u = _units_view(units, flops)
+    out += _grid(["stage", "item", "model", "kind", "passes", "GFLOP", "count", "note"],
+                 [[r.stage, r.item, r.model, r.kind,
+                   f"{r.passes:,.0f}" if math.isfinite(r.passes) else "–",
+                   _fmt("gflop", r.gflop), r.bound, r.note] for r in u.itertuples()], markdown)
+    out += ["", h("FLOPs per image (FlopCounterMode: matmuls and convolutions, multiply-add = 2)")]
+    out += _grid(["model", *KINDS.values()],
+                 [[m, *(f"{f[k] / 1e6:.3f} M" for k in KINDS)] for m, f in per_image.items()],
+                 markdown)
+    out += ["", h("fixed cost per job (CPU-s / wall-s)")]
+    out += _grid(["stage", "import (fresh interpreter)", "load + verify data", "total CPU-s"],
+                 [[s, f"{f['import_cpu_s']:.2f} / {f['import_wall_s']:.2f}",
+                   f"{f['data_cpu_s']:.2f} / {f['data_wall_s']:.2f}", f"{f['cpu_s']:.2f}"]
+                  for s, f in fixed.items()], markdown)
+    out += ["", h("notes")] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def cost_report(results_dir: str | Path, *, measure_fixed: bool = True,
+                peak_repeats: int = 3) -> dict:
+    """Everything ``python -m landscape cost`` prints, for ``results_dir`` (a finished study):
+    ``report``, ``units``, ``flops``, ``per_image``, ``peak``, ``fixed``, ``notes``."""
+    import torch
+
+    from .models import build_model
+
+    results_dir = Path(results_dir)
+    bench = read_benchmarks(results_dir / "benchmarks")
+    tables_dir = results_dir / "tables"
+    if not tables_dir.is_dir():
+        raise UserError(f"no tables folder {tables_dir}: give the results folder of a finished "
+                        "study")
+    tables = read_tables(tables_dir, TABLES)
+    runs = tables["runs"]
+    if runs is None or runs.empty:
+        raise UserError(f"{tables_dir / 'runs.parquet'} is missing or empty: the cost model "
+                        "needs the study's runs")
+    keys, specs, source = run_models(results_dir, runs)
+    models = dict(keys)  # connectivity rows take run_a's model
+    units = work_units(tables, models)
+    hopts, hsource = hessian_options(results_dir)
+    hvp_size = int(tables["hessian_eigs"]["eval_size"].max()) if tables["hessian_eigs"] is not \
+        None and len(tables["hessian_eigs"]) else int(hopts["eval_size"])
+    per_image, methods = {}, {}
+    for key, (name, options) in specs.items():
+        torch.manual_seed(0)
+        model = build_model(name, **options)
+        methods[key] = hvp_method_for(model, hvp_size, hopts)
+        per_image[key] = model_flops(model, hvp_method=methods[key])
+    flops = unit_flops(units, {**per_image, "": dict.fromkeys(KINDS, math.nan)})
+    peak = matmul_peak(repeats=peak_repeats)
+    data = results_dir / "data" / "fashion_mnist.pt"
+    fixed = fixed_cost(data if data.is_file() else None) if measure_fixed else {}
+    notes = [
+        f"time: Snakemake benchmark files in {results_dir / 'benchmarks'}; wall_s sums the jobs, "
+        "not the study's elapsed time. Snakemake samples cpu_time (every 0.5 s for 15 s, then "
+        "every 30 s), so cpu_s misses each job's tail after its last sample; cpu_s_used adds "
+        "that tail as one busy core (an estimate: the sampler's own delays shift the samples)",
+        "FLOPs: torch FlopCounterMode on one unit of the run's model; element-wise work "
+        "(activations, pooling, loss, optimiser updates) is not counted, so even exact counts "
+        "are of matmul and convolution work only",
+        f"models from {source}; HVP method "
+        + ", ".join(f"{k}: {m}" for k, m in methods.items())
+        + f" (hvp_method {hopts['hvp_method']!r}, batch {hopts['batch_size']}, max_cache_mb "
+          f"{hopts['max_cache_mb']}, from {hsource}; evaluation set {hvp_size} images)",
+        f"peak: fp32 2048×2048 matmul on one thread, fastest of {peak_repeats}: "
+        f"{peak / 1e9:.1f} GFLOP/s (measured now: a busy machine reads low)",
+    ]
+    if not data.is_file():
+        notes.append(f"no prepared data at {data}: fixed cost without the data load")
+    missing = bench[bench["cpu_missing"] > 0]
+    for r in missing.itertuples():
+        notes.append(f"{r.stage}: {r.cpu_missing} benchmark rows without cpu_time, left out "
+                     "of cpu_s")
+    others = other_benchmark_folders(results_dir / "benchmarks")
+    if others:
+        notes.append(f"benchmark folders of no costed stage: {', '.join(others)}")
+    for r in units[units["bound"] != "exact"].itertuples():
+        notes.append(f"{r.stage}: {r.item}: {r.bound}" + (f" ({r.note})" if r.note else ""))
+    report = report_frame(bench, units, flops, peak, fixed)
+    return {"report": report, "units": units, "flops": flops, "per_image": per_image,
+            "peak": peak, "fixed": fixed, "notes": notes, "summary":
+            where_the_time_goes(report, peak)}
+
