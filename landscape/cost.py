@@ -592,9 +592,14 @@ def where_the_time_goes(report: pd.DataFrame, peak: float) -> str:
     rate = (f"{top['gflop_per_cpu_s']:.2f} GFLOP per CPU-s, {top['of_peak']:.1%} of the "
             f"one-thread matmul peak ({peak / 1e9:.1f} GFLOP/s)"
             if math.isfinite(top["gflop_per_cpu_s"]) else "no FLOP count")
-    return (f"where the time goes: {top['stage']} uses {top['cpu_s_used']:.0f} of {total:.0f} "
+    line = (f"where the time goes: {top['stage']} uses {top['cpu_s_used']:.0f} of {total:.0f} "
             f"CPU-s ({top['cpu_s_used'] / total:.0%}) at {rate}; per-job fixed cost is "
             f"{top['fixed_share']:.0%} of its CPU time")
+    if (stages["of_peak"] > 1).any():  # no stage can beat the matmul peak: it was measured low
+        line += ("\nwarning: a stage ran above the measured peak, so the peak was measured low "
+                 "(the machine was busy while this command ran): rerun it on an idle machine "
+                 "before reading of_peak")
+    return line
 
 
 def _fmt(col: str, v) -> str:

@@ -185,6 +185,10 @@ def test_report_has_the_documented_columns_and_rates():
     assert total["jobs"] == 10 and total["cpu_s"] == pytest.approx(50.0)
     line = cost.where_the_time_goes(report, 100e9)
     assert line.startswith("where the time goes: ") and "peak" in line
+    assert "warning" not in line
+    # a peak measured on a busy machine reads low: a stage "above peak" says so
+    low = cost.report_frame(bench, units, flops, 1e9, fixed)
+    assert "warning: a stage ran above the measured peak" in cost.where_the_time_goes(low, 1e9)
     text = cost.format_report(report, units, flops, 100e9, {"m": per_image["m"]}, fixed,
                               ["a note"])
     md = cost.format_report(report, units, flops, 100e9, {"m": per_image["m"]}, fixed,
