@@ -127,7 +127,8 @@ def test_one_subset_gives_no_direction_in_the_curvature_sentence():
     f = finding_curvature(run_table(runs, one))
     text = text_of(f, "lambda_max_vs_batch_size")
     assert "not compared in their 2 pair(s)" in text and "sharper" not in text
-    assert "spread over subsets is unknown" in text_of(f, "spread")
+    assert "one evaluation subset for every run: the spread over subsets is unknown" in \
+        text_of(f, "spread")
 
 
 def _slice_1d(runs: pd.DataFrame, rises: dict[str, list[float]]) -> pd.DataFrame:

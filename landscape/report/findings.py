@@ -228,11 +228,13 @@ def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None
                            "differences below twice the combined spread are called ties.",
                            {"subsets": subsets, "median_sd": float(spread)}))
     else:
+        one = int((ok["subsets"] < 2).sum())
+        which = "every run" if one == len(ok) else f"{one} of {len(ok)} runs"
         out.append(Finding("curvature", "spread",
-                           "λ_max was measured on one evaluation subset for some runs: their "
-                           "spread over subsets is unknown (set hessian.repeats ≥ 2), so no "
-                           "difference involving them is called higher or lower.",
-                           {"subsets": subsets, "median_sd": math.nan}))
+                           f"λ_max was measured on one evaluation subset for {which}: the "
+                           "spread over subsets is unknown there (set hessian.repeats ≥ 2), so "
+                           "no difference involving such a run is called higher or lower.",
+                           {"subsets": subsets, "median_sd": math.nan, "single_subset": one}))
     for col, name in (("batch_size", "larger batches"), ("lr", "larger learning rates")):
         if ok[col].nunique() < 2:
             continue
