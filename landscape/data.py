@@ -222,6 +222,13 @@ def eval_set_name(split: str, size: int | None, seed: int) -> str:
     return f"{split}[all]" if size is None else f"{split}[{size},seed={seed}]"
 
 
+def named_eval_subset(base: Split, name: str, size: int | None, seed: int) -> tuple[Split, str]:
+    """``eval_subset`` of ``base`` with its table label (``eval_set_name``): ``size`` None or at
+    least the split's size means the whole split (labelled ``<name>[all]``)."""
+    size = None if size is None or size >= len(base) else int(size)
+    return eval_subset(base, size, seed), eval_set_name(name, size, seed)
+
+
 def eval_tensors(path: str | Path, split: str, size: int | None, seed: int,
                  device) -> tuple[torch.Tensor, torch.Tensor, str, int]:
     """A seeded stratified evaluation subset of the prepared data at ``path``:
@@ -229,8 +236,6 @@ def eval_tensors(path: str | Path, split: str, size: int | None, seed: int,
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}. Supported splits are {list(SPLITS)}.")
     train, test, _ = load_prepared(path)
-    base = train if split == "train" else test
-    size = None if size is None or size >= len(base) else int(size)
-    sub = eval_subset(base, size, seed)
+    sub, name = named_eval_subset(train if split == "train" else test, split, size, seed)
     x, y = sub.tensors(device)
-    return x, y, eval_set_name(split, size, seed), len(sub)
+    return x, y, name, len(sub)

@@ -51,6 +51,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .schemas.hessian import lambda_max_rows
+from .study import HPARAMS
+
 CORRELATION_COLUMNS = ["measure", "tau", "p_value", "n", "tau_lo", "tau_hi", "psi", "psi_lo",
                        "psi_hi", "n_groups"]
 
@@ -293,8 +296,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("weight_norm", "norm", 1, "‖θ‖₂"),
     Measure("dist_init", "norm", 1, "‖θ − θ₀‖₂"),
 )
-STUDY_HPARAMS = ("model", "optimizer", "lr", "batch_size", "weight_decay")
-RUN_COLUMNS = ["run", "model", "optimizer", "lr", "batch_size", "weight_decay", "seed",
+STUDY_HPARAMS = tuple(h for h in HPARAMS if h != "seed")  # what τ and Ψ are over
+RUN_COLUMNS = ["run", *HPARAMS,
                "train_loss", "train_acc", "test_loss", "test_acc", "gap_loss", "gap_error"]
 FLATNESS_COLUMNS = ["eps_sharpness", "adaptive_worst", "adaptive_average", "pacbayes_sigma",
                     "pacbayes_flatness", "pacbayes_mag_sigma", "pacbayes_mag_flatness",
@@ -318,8 +321,7 @@ def measure_table(runs: pd.DataFrame, flatness: pd.DataFrame, robustness: pd.Dat
     out = runs.loc[runs["status"] == "ok", RUN_COLUMNS].reset_index(drop=True)
     out = out.merge(flatness[["run", *FLATNESS_COLUMNS]], on="run", how="left")
     if eigs is not None and len(eigs):
-        sel = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
-                   & (eigs["k"] == 1)]
+        sel = lambda_max_rows(eigs)
         out = out.merge(sel[["run", "eigenvalue"]].rename(columns={"eigenvalue": "lambda_max"}),
                         on="run", how="left")
     if trace is not None and len(trace):

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..schemas.hessian import lambda_max_rows
 from . import empty_figure, log_axis, run_label
 from .encoding import Encoding
 
@@ -89,8 +90,7 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
     """λ_max (Lanczos) and tr(H) (Hutchinson, ± 1 standard error) of each run against its test
     accuracy and generalisation gaps; colour and marker by the varied hyper-parameters; Kendall
     τ per panel."""
-    lmax = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
-                & (eigs["k"] == 1)][["run", "eigenvalue"]].rename(columns={"eigenvalue": "lmax"})
+    lmax = lambda_max_rows(eigs)[["run", "eigenvalue"]].rename(columns={"eigenvalue": "lmax"})
     est = "hutchinson" if (trace["method"] == "hutchinson").any() else "hutchpp"
     tr = trace[trace["method"] == est][["run", "trace", "std_error"]]
     df = runs[runs["status"] == "ok"].merge(lmax, on="run").merge(tr, on="run", how="left")

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from ..study import HPARAMS
 from . import log_axis
 from .encoding import Encoding
 
-GROUP = ["model", "optimizer", "lr", "batch_size", "weight_decay"]
+GROUP = [h for h in HPARAMS if h != "seed"]  # a configuration: every hyper-parameter but the seed
 
 
 def _encoding(runs: pd.DataFrame | None, fallback: pd.DataFrame) -> Encoding:
@@ -99,7 +100,7 @@ def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
 def summary_markdown(runs: pd.DataFrame) -> str:
     """A table of final metrics (mean ± std over seeds), for logs and the README."""
     ok = runs[runs["status"] == "ok"]
-    g = ok.groupby(["model", "optimizer", "lr", "batch_size", "weight_decay"])
+    g = ok.groupby(GROUP)
     agg = g.agg(n=("seed", "count"), test_acc=("test_acc", "mean"),
                 test_acc_sd=("test_acc", "std"), gap_loss=("gap_loss", "mean"))
     lines = ["| model | opt | η | B | wd | seeds | test acc | gap (loss) |", "|" + "---|" * 8]

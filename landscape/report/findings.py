@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..study import HPARAMS as STUDY_HPARAMS
+
 ALPHA = 0.05
 MIN_RUNS_FOR_RANKS = 5  # fewer finished runs: no rank-correlation finding
-HPARAMS = ["model", "optimizer", "lr", "batch_size", "weight_decay", "seed"]
+HPARAMS = list(STUDY_HPARAMS)
 
 
 @dataclass
@@ -87,7 +89,7 @@ def run_table(runs: pd.DataFrame, repeats: pd.DataFrame | None = None,
     for e in extra:
         if e is not None and not e.empty:
             df = df.merge(e, on="run", how="left")
-    return df.sort_values(["model", "optimizer", "lr", "batch_size", "weight_decay", "seed"],
+    return df.sort_values(HPARAMS,
                           kind="stable").reset_index(drop=True)
 
 

@@ -9,6 +9,8 @@ a schema here reruns exactly the stages that use it.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from ..tables import EVAL, Col, register
 
 # curvature (landscape/hessian/). H = Hessian of the mean cross-entropy over the
@@ -91,3 +93,10 @@ register("sharpness_trajectory", ["run", "step"], [
     Col("eos_threshold", "float64", "(2 + 2β)/η: stability limit of SGD with momentum β "
         "(Cohen et al. 2021); NaN for adam"),
 ])
+
+
+def lambda_max_rows(eigs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ``hessian_eigs`` table that hold λ_max: Lanczos, largest algebraic, k = 1
+    (one per run)."""
+    return eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
+                & (eigs["k"] == 1)]

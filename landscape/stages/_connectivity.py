@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import Split, eval_set_name, eval_subset
+from ..data import Split, named_eval_subset
 from ..evaluator import use_channels_last
 from ..models import has_batchnorm
 
@@ -31,11 +31,9 @@ def eval_sets(model: torch.nn.Module, train: Split, test: Split, cfg: dict,
     data, names, sizes = {}, {}, {}
     seed = cfg["subset_seed"]
     for split, base in (("train", train), ("test", test)):
-        size = cfg[f"{split}_size"]
-        size = None if size is None or size >= len(base) else int(size)
-        sub = eval_subset(base, size, seed)
+        sub, names[split] = named_eval_subset(base, split, cfg[f"{split}_size"], seed)
         data[split] = sub.tensors(device)
-        names[split], sizes[split] = eval_set_name(split, size, seed), len(sub)
+        sizes[split] = len(sub)
     if cfg["channels_last"]:
         xs = use_channels_last(model, data["train"][0], data["test"][0])
         data = {s: (x, data[s][1]) for s, x in zip(("train", "test"), xs, strict=True)}

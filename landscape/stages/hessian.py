@@ -10,7 +10,7 @@ from ..checkpoints import load_model
 from ..data import eval_tensors
 from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, curvature, curvature_summary
-from ..schemas import hessian as _tables  # noqa: F401  registers the tables written here
+from ..schemas.hessian import lambda_max_rows  # (importing it registers the tables)
 from ..tables import write_table
 from ._common import section, skip_reason, write_skipped
 
@@ -37,8 +37,7 @@ def repeats(data, model, params: dict, opts: CurvatureOptions, frames: dict, ids
     """λ_max and trace on ``hessian.repeats`` seeded subsets (subset 0: the main evaluation set,
     whose numbers are taken from ``frames``; subset r uses seed eval_seed + r)."""
     eigs, trace = frames["eigs"], frames["trace"]
-    top = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")
-               & (eigs["k"] == 1)].iloc[0]
+    top = lambda_max_rows(eigs).iloc[0]
     hutch = trace[trace["method"] == "hutchinson"]
     rows = [{"run": ids["run"], "subset": 0, "eval_set": ids["eval_set"],
              "eval_size": ids["eval_size"], "lambda_max": top["eigenvalue"],
@@ -81,7 +80,7 @@ def run(args) -> None:
             df.insert(0, col, val)
         write_table(df, name, outputs[name], extra_meta={"options": params})
     eigs = frames["eigs"]
-    lmax = eigs[(eigs["method"] == "lanczos") & (eigs["which"] == "largest_algebraic")]
+    lmax = lambda_max_rows(eigs)
     lmin = eigs[eigs["which"] == "smallest_algebraic"]
     print(f"{meta['run']} on {eval_set}: λ_max {lmax['eigenvalue'].iloc[0]:.4g}"
           + (f", λ_min {lmin['eigenvalue'].iloc[0]:.4g}" if len(lmin) else "")

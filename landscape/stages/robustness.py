@@ -15,7 +15,7 @@ import time
 import pandas as pd
 
 from ..checkpoints import load_model, load_snapshots
-from ..data import eval_set_name, eval_subset, load_prepared
+from ..data import load_prepared, named_eval_subset
 from ..evaluate import resolve_device
 from ..evaluator import PointEvaluator, use_channels_last
 from ..io import IntegrityError
@@ -49,11 +49,6 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _subset(split, size, seed, name):
-    size = None if size is None or size >= len(split) else int(size)
-    return eval_subset(split, size, seed), eval_set_name(name, size, seed)
-
-
 def _initial_weights(path, model, run: str):
     snaps = load_snapshots(path)
     if snaps["meta"].get("run") != run:
@@ -82,9 +77,9 @@ def run(args) -> None:
 
     train, test, _ = load_prepared(args.data)
     seed = cfg["subset_seed"]
-    tr, tr_name = _subset(train, cfg["train_size"], seed, "train")
-    te, te_name = _subset(test, cfg["test_size"], seed, "test")
-    sh_set, sh_name = _subset(train, sh["eval_size"], seed, "train")
+    tr, tr_name = named_eval_subset(train, "train", cfg["train_size"], seed)
+    te, te_name = named_eval_subset(test, "test", cfg["test_size"], seed)
+    sh_set, sh_name = named_eval_subset(train, "train", sh["eval_size"], seed)
     (x_tr, y_tr), (x_te, y_te), (x_sh, y_sh) = tr.tensors(dev), te.tensors(dev), sh_set.tensors(dev)
     if cfg["channels_last"]:
         x_tr, x_te, x_sh = use_channels_last(model, x_tr, x_te, x_sh)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..checkpoints import load_model
-from ..data import eval_set_name, eval_subset, load_prepared
+from ..data import load_prepared, named_eval_subset
 from ..evaluate import resolve_device
 from ..evaluator import PointEvaluator, use_channels_last
 from ..io import IntegrityError, load_verified, tensor_digest
@@ -37,11 +37,6 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _subset(split, size, seed, name):
-    size = None if size is None or size >= len(split) else size
-    return eval_subset(split, size, seed), eval_set_name(name, size, seed)
-
-
 def run(args) -> None:
     cfg = section(args.params, "slices")
     outputs = {"slice_1d": args.out_1d, "slice_2d": args.out_2d,
@@ -66,8 +61,8 @@ def run(args) -> None:
 
     train, test, _ = load_prepared(args.data)
     seed = cfg["subset_seed"]
-    tr, tr_name = _subset(train, cfg["train_size"], seed, "train")
-    te, te_name = _subset(test, cfg["test_size"], seed, "test")
+    tr, tr_name = named_eval_subset(train, "train", cfg["train_size"], seed)
+    te, te_name = named_eval_subset(test, "test", cfg["test_size"], seed)
     x_tr, y_tr = tr.tensors(dev)
     x_te, y_te = te.tensors(dev)
     if cfg["channels_last"]:
