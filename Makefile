@@ -9,13 +9,19 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: run test setup data report bench lint clean docs
 
+# Local runs point SLURM at an empty config: the SLURM executor plugin (installed for the SLURM
+# profile and its tests) runs `scontrol show config` at every Snakemake start, which waits 10 s
+# where a SLURM client is installed but no controller answers (measured: 11.0 s vs 1.6 s for a
+# no-op dry run). Jobs of a local run never use SLURM.
+LOCAL := SLURM_CONF=/dev/null
+
 # the study, then Snakemake's HTML report (the findings page is also results/findings.html)
 run: setup data
-	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --report results/report.html
+	$(LOCAL) $(BIN)/snakemake --cores $(CORES)
+	$(LOCAL) $(BIN)/snakemake --report results/report.html
 
 report: setup
-	$(BIN)/snakemake --report results/report.html
+	$(LOCAL) $(BIN)/snakemake --report results/report.html
 
 test: setup data
 	$(BIN)/python -m pytest -q
