@@ -288,6 +288,8 @@ def test_smoke_robustness_and_generalisation(smoke):
 def test_report_is_built(smoke):
     out = snakemake(smoke, "--report", "report.html")
     assert "Report created" in out.stdout + out.stderr
+    # captions are reStructuredText: a stray |x| is a substitution and prints a docutils error
+    assert "(ERROR/" not in out.stdout + out.stderr, out.stderr[-2000:]
     html = (smoke / "report.html").read_text(errors="replace")
     assert "Study grid: models cnn" in html  # the templated description rendered
     for fig in ("training_curves.png", "hessian_density.png", "slices_1d.png", "findings.html"):
