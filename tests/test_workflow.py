@@ -292,6 +292,7 @@ def test_report_is_built(smoke):
     assert "(ERROR/" not in out.stdout + out.stderr, out.stderr[-2000:]
     html = (smoke / "report.html").read_text(errors="replace")
     assert "Study grid: models cnn" in html  # the templated description rendered
+    assert re.search(r"\d epochs on\s+\d+ training", html), "the description lost a space"
     for fig in ("training_curves.png", "hessian_density.png", "slices_1d.png", "findings.html"):
         assert fig in html
     dom = dump_dom(smoke / "report.html")
