@@ -241,11 +241,15 @@ def _hessian_units(t: dict, models: Mapping[str, str]) -> list[dict]:
         out.append(_absent("hessian", "HVP: spectral density", "hessian_density"))
     elif len(dens):
         d = dens.drop_duplicates("run")
-        out += _per_run("hessian", "HVP: spectral density (SLQ starts after the first)", d,
-                        (d["n_starts"] - 1).clip(lower=0) * d["n_steps"] * d["eval_size"],
-                        models, "hvp", "upper bound",
-                        "not recorded: (n_starts − 1) × n_steps, fewer if a Lanczos run closed "
-                        "early")
+        if "n_hvp" in d:  # recorded by the curvature stage
+            out += _per_run("hessian", "HVP: spectral density (SLQ starts after the first)", d,
+                            d["n_hvp"] * d["eval_size"], models, "hvp")
+        else:  # tables from before the column existed
+            out += _per_run("hessian", "HVP: spectral density (SLQ starts after the first)", d,
+                            (d["n_starts"] - 1).clip(lower=0) * d["n_steps"] * d["eval_size"],
+                            models, "hvp", "upper bound",
+                            "not recorded: (n_starts − 1) × n_steps, fewer if a Lanczos run "
+                            "closed early")
     if rep is None:
         out.append(_absent("hessian", "HVP: repeat subsets", "curvature_repeats"))
     elif len(rep):

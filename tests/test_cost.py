@@ -90,8 +90,8 @@ def synthetic_tables(tmp_path) -> dict:
             {"run": RUN, "subset": 0, "n_hvp": 99, "eval_size": 10},
             {"run": RUN, "subset": 1, "n_hvp": 7, "eval_size": 10}]),
         "hessian_density": frame("hessian_density", [
-            {"run": RUN, "eigenvalue": float(i), "n_starts": 3, "n_steps": 4, "eval_size": 10}
-            for i in range(2)]),
+            {"run": RUN, "eigenvalue": float(i), "n_starts": 3, "n_steps": 4, "n_hvp": 7,
+             "eval_size": 10} for i in range(2)]),
         "robustness": frame("robustness", [
             {"run": RUN, "mode": "absolute", "sigma": s, "draw": d, "split": sp, "eval_size": 10}
             for s in (0.0, 0.1) for d in (0, 1) for sp in ("train", "test")]),
@@ -127,7 +127,7 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("hessian", "HVP: Lanczos")["passes"] == (20 + 5) * 10  # per call, not per row
     assert passes("hessian", "HVP: repeat")["passes"] == 7 * 10  # subset 0 not twice
     dens = passes("hessian", "HVP: spectral density")
-    assert dens["passes"] == (3 - 1) * 4 * 10 and dens["bound"] == "upper bound"
+    assert dens["passes"] == 7 * 10 and dens["bound"] == "exact"  # recorded, once per run
     assert passes("hessian", "HVP graph builds")["passes"] == 2 * 10  # main set + subset 1
     assert passes("robustness", "weight-noise")["passes"] == 6 * 10  # σ = 0 once
     assert passes("robustness", "ascent gradient")["passes"] == 2 * 3 * 10
@@ -142,9 +142,14 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("slices", "points (slice_1d)")["bound"] == "not counted"
     status = {s: cost.count_status(units.loc[units["stage"] == s, "bound"])
               for s in cost.STAGES}
-    # hessian: density an upper bound, trace and sharpness tables missing (not counted)
-    assert status == {"train": "exact", "hessian": "approx.", "slices": "lower bound",
+    # hessian: trace and sharpness tables missing (not counted)
+    assert status == {"train": "exact", "hessian": "lower bound", "slices": "lower bound",
                       "connectivity": "lower bound", "robustness": "lower bound"}
+    # a density table from before n_hvp was recorded: an upper bound from its settings
+    old = {**t, "hessian_density": t["hessian_density"].drop(columns="n_hvp")}
+    units = cost.work_units(old, {RUN: "m"})
+    dens = passes("hessian", "HVP: spectral density")
+    assert dens["passes"] == (3 - 1) * 4 * 10 and dens["bound"] == "upper bound"
 
 
 def test_flops_per_image_of_a_linear_layer_match_the_hand_count():

@@ -86,6 +86,8 @@ def test_hessian_stage_tables(trained):
     assert tr["n_params"].iloc[0] == 20 + 76 + 196 * 8 + 8 + 90
     d = t["density"]
     assert len(d) == 64 and d["n_starts"].iloc[0] == 2
+    # one extra start of at most n_steps = 6 products (the first reuses the λ_max Lanczos run)
+    assert d["n_hvp"].nunique() == 1 and 0 < d["n_hvp"].iloc[0] <= (2 - 1) * 6
     assert np.trapezoid(d["density"], d["eigenvalue"]) == pytest.approx(1.0, abs=1e-9)
 
 

@@ -130,7 +130,7 @@ def _tables(runs: pd.DataFrame, value_of: dict[str, float]) -> dict[str, pd.Data
                                 "distance": value_of[r], **ev}
                                for r in ids[:3] for k in (0, 10) for s in ("train", "test")])
     t["density"] = pd.DataFrame([{"run": r, "eigenvalue": x, "density": value_of[r],
-                                  "n_starts": 2, "n_steps": 8, **ev}
+                                  "n_starts": 2, "n_steps": 8, "n_hvp": 8, **ev}
                                  for r in ids for x in (0.0, 1.0, 2.0)])
     return t
 

@@ -125,8 +125,8 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
 
     Returns frames ``eigs`` (method, which, k, eigenvalue, residual, converged, tol, n_hvp,
     seconds), ``trace`` (method, trace, std_error, n_hvp, seconds, n_params) and ``density``
-    (eigenvalue, density, sigma, n_starts, n_steps). Each part draws from its own generator seeded
-    by ``opts.seed``, so disabling one does not change the others.
+    (eigenvalue, density, sigma, n_starts, n_steps, n_hvp). Each part draws from its own
+    generator seeded by ``opts.seed``, so disabling one does not change the others.
     """
     op = make_operator(model, x, y, opts)
     out: dict[str, pd.DataFrame] = {}
@@ -191,10 +191,10 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
                                 progress=bar)
         out["density"] = pd.DataFrame({"eigenvalue": dens.grid, "density": dens.density,
                                        "sigma": dens.sigma, "n_starts": d.n_starts,
-                                       "n_steps": d.n_steps})
+                                       "n_steps": d.n_steps, "n_hvp": dens.n_hvp})
     else:
         out["density"] = pd.DataFrame(columns=["eigenvalue", "density", "sigma", "n_starts",
-                                               "n_steps"])
+                                               "n_steps", "n_hvp"])
     bar.close()
     op.release()
     return out

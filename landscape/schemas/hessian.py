@@ -59,6 +59,8 @@ register("hessian_density", ["run", "eigenvalue"], [
     Col("sigma", "float64", "Gaussian smoothing width σ (eigenvalue units)"),
     Col("n_starts", "int64", "random starts of stochastic Lanczos quadrature"),
     Col("n_steps", "int64", "Lanczos steps per extra start"),
+    Col("n_hvp", "int64", "Hessian-vector products of the extra starts (the first start reuses "
+        "the λ_max Lanczos run: no products); at most (n_starts − 1) × n_steps"),
 ])
 
 register("curvature_repeats", ["run", "subset"], [
