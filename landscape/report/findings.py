@@ -338,12 +338,12 @@ def _versus_line(subject: str, line: str, path: pd.DataFrame, ref: pd.DataFrame,
     common = path.index.intersection(ref.index)
     pairs = [(ref.loc[p], path.loc[p]) for p in common]
     c = compare_beyond_spread(pairs, "barrier", "sd")
-    unknown = int(c.get("unknown_spread", 0))
+    unknown = c["unknown_spread"]
     d = np.array([b["barrier"] - a["barrier"] for a, b in pairs], dtype=float)
     d = d[np.isfinite(d)]
     raw = {"raw_lower": int((d < 0).sum()), "raw_higher": int((d > 0).sum()),
            "median_difference": float(np.median(d)) if d.size else math.nan}
-    nums = c | {"unknown_spread": unknown} | raw
+    nums = c | raw
     if not c["pairs"]:
         return (f"{subject} could not be compared with {line}: no pair has both barriers.",
                 nums)

@@ -1,10 +1,7 @@
 """Table schemas of the generalisation study: the measures and their
 rank correlations with the gap (landscape/generalisation.py, stages/generalisation.py).
 
-Each ``register`` call declares one table: its name, its row key (rows are unique on these
-columns; gathered tables are sorted by them) and its columns. Importing this module registers
-them with ``landscape.tables``; the modules that write or read these tables import it, so editing
-a schema here reruns exactly the stages that use it.
+One ``register`` call per table: name, row key and columns (how and why: ``landscape.schemas``).
 """
 
 from __future__ import annotations
