@@ -1,8 +1,9 @@
 """Command-line entry: ``python -m landscape <stage> ...`` (also the ``landscape`` script).
 
-Each module in ``landscape.stages`` is one stage; it defines ``NAME`` (the module name with
-``-`` for ``_``), ``HELP``, ``add_arguments(parser)`` and ``run(args)``. Only the requested
-stage's module is imported, so a job pays for the imports its stage needs and no more.
+Each module in ``landscape.stages`` is one stage; it defines ``HELP`` and either a registered
+measurement (``STAGE`` and ``measure(job)``: ``landscape.registry``; its command line and run are
+``landscape/stages/_runner.py``'s) or ``add_arguments(parser)`` and ``run(args)``. Only the
+requested stage's module is imported, so a job pays for the imports its stage needs and no more.
 """
 
 from __future__ import annotations
@@ -39,8 +40,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         p.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: torch's choice)")
-        mod.add_arguments(p)
-        p.set_defaults(func=mod.run)
+        if hasattr(mod, "STAGE"):  # a registered measurement: the generic runner
+            from functools import partial
+
+            from .stages import _runner
+
+            _runner.add_arguments(p, mod)
+            p.set_defaults(func=partial(_runner.run, mod))
+        else:
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.run)
     return parser
 
 

@@ -51,23 +51,25 @@ from .tables import read_table, table_meta
 if TYPE_CHECKING:  # torch is imported where it is used: `--help` stays light
     from torch import nn
 
-# stage (rule family, also the benchmark folder) → the stage modules of its rules; the first is
-# the one whose import is timed for the per-job fixed cost
+# stage (rule family) → the stage modules of its rules (each module's jobs write their benchmarks
+# into benchmarks/<module>/); the first is the one whose import is timed for the per-job fixed cost
 STAGES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "hessian": ("hessian", "sharpness"),
-    "slices": ("slices",),
+    "slices": ("slices", "slice_directions"),
     "connectivity": ("connectivity", "spawn"),
-    "robustness": ("robustness",),
+    "robustness": ("robustness", "generalisation"),
 }
 KINDS = {"forward": "forward", "fwd_bwd": "forward+backward", "hvp": "HVP",
          "hvp_build": "HVP graph build"}
 BOUNDS = ("exact", "lower bound", "upper bound", "not counted")
 UNIT_COLUMNS = ["stage", "item", "model", "kind", "passes", "bound", "note"]
 REPORT_COLUMNS = {
-    "stage": "rule family: train; hessian (hessian + sharpness rules); slices; connectivity "
-             "(connectivity_pair + spawn rules); robustness",
-    "jobs": "jobs that ran: benchmark files in benchmarks/<stage>/",
+    "stage": "rule family: train; hessian (hessian + sharpness rules); slices (slice_shard + "
+             "slice_directions); connectivity (connectivity_pair + spawn rules); robustness "
+             "(robustness + generalisation)",
+    "jobs": "jobs that ran: benchmark files in benchmarks/<module>/ of the family's stage "
+            "modules",
     "cpu_s": "CPU-seconds recorded (sum of the benchmarks' cpu_time, all cores): Snakemake "
              "samples it, so the CPU time after a job's last sample is missing",
     "tail_s": "wall-seconds after each job's last CPU sample (0.5 s steps for 15 s, then every "
@@ -123,8 +125,8 @@ def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
     if not bench_dir.is_dir():
         raise UserError(MISSING_BENCHMARKS.format(path=bench_dir))
     rows = []
-    for stage in STAGES:
-        files = sorted((bench_dir / stage).glob("*.tsv"))
+    for stage, modules in STAGES.items():
+        files = sorted(f for m in modules for f in (bench_dir / m).rglob("*.tsv"))
         cpu = wall = tail = 0.0
         missing = 0
         for tsv in files:
@@ -143,8 +145,9 @@ def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
 
 
 def other_benchmark_folders(bench_dir: str | Path) -> list[str]:
-    """Folders of ``bench_dir`` that are no stage of ``STAGES`` (not costed)."""
-    return sorted(p.name for p in Path(bench_dir).iterdir() if p.is_dir() and p.name not in STAGES)
+    """Folders of ``bench_dir`` that are no stage module of ``STAGES`` (not costed)."""
+    known = {m for modules in STAGES.values() for m in modules}
+    return sorted(p.name for p in Path(bench_dir).iterdir() if p.is_dir() and p.name not in known)
 
 
 # ----------------------------------------------------------------------------- units of work

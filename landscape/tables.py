@@ -8,7 +8,8 @@ exactly the schemas it uses. ``write_table(df, name, path)`` checks ``df`` again
 content checksum in the Parquet metadata and writes atomically. ``read_table(path, name)``
 verifies name and checksum. ``SORT_KEYS[name]`` is each table's unique row key and sort order;
 ``gather`` is the one way per-job tables become a study table. ``python -m landscape docs
-tables`` prints every schema (``landscape.schemas.describe``; docs/tables.md is generated from it).
+tables`` prints every schema (``landscape.stages.docs.describe``; docs/tables.md is generated
+from it).
 """
 
 from __future__ import annotations

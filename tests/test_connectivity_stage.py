@@ -57,20 +57,21 @@ def trained(tmp_path_factory) -> Path:
 
 def connect(root: Path, a: str, b: str, tag: str, params=PARAMS) -> dict[str, Path]:
     out = {name: root / f"{tag}.{key}.parquet" for name, key in OUTS.items()}
-    code = main(["connectivity", "--data", str(root / "data.pt"), "--checkpoint-a",
-                 f"{root}/{a}/checkpoint.pt", "--checkpoint-b", f"{root}/{b}/checkpoint.pt",
-                 "--pair", tag, "--params", json.dumps(params), "--device", "cpu",
-                 "--no-progress", "--out-paths", str(out["connectivity"]), "--out-barriers",
-                 str(out["barriers"]), "--out-alignment", str(out["alignment"])])
+    code = main(["connectivity", "--in", f"data={root / 'data.pt'}", "--in",
+                 f"checkpoint_a={root}/{a}/checkpoint.pt", "--in",
+                 f"checkpoint_b={root}/{b}/checkpoint.pt", "--job", f"pair={tag}", "--params",
+                 json.dumps(params), "--device", "cpu", "--no-progress",
+                 *(a for name, path in out.items() for a in ("--out", f"{name}={path}"))])
     assert code == 0
     return out
 
 
 def spawn(root: Path, run: str, step: int, tag: str) -> tuple[int, Path]:
     out = root / f"{tag}.spawn.parquet"
-    code = main(["spawn", "--data", str(root / "data.pt"), "--snapshots",
-                 f"{root}/{run}/snapshots.pt", "--step", str(step), "--params",
-                 json.dumps(PARAMS), "--device", "cpu", "--no-progress", "--out", str(out)])
+    code = main(["spawn", "--in", f"data={root / 'data.pt'}", "--in",
+                 f"snapshots={root}/{run}/snapshots.pt", "--job", f"spawn_step={step}",
+                 "--params", json.dumps(PARAMS), "--device", "cpu", "--no-progress", "--out",
+                 f"spawn_barriers={out}"])
     return code, out
 
 

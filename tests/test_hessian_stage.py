@@ -44,11 +44,11 @@ def trained(tmp_path_factory):
 
 def run_hessian(root, prepared, run, params=PARAMS, tag="a"):
     out = {k: root / f"{tag}_{k}.parquet" for k in ("eigs", "trace", "density", "repeats")}
-    rc = main(["hessian", "--threads", "1", "--data", str(prepared), "--checkpoint",
-               str(run / "checkpoint.pt"), "--params", json.dumps(params), "--device", "cpu",
-               "--out-eigs", str(out["eigs"]), "--out-trace", str(out["trace"]),
-               "--out-density", str(out["density"]), "--out-repeats", str(out["repeats"]),
-               "--no-progress"])
+    rc = main(["hessian", "--threads", "1", "--in", f"data={prepared}", "--in",
+               f"checkpoint={run / 'checkpoint.pt'}", "--params", json.dumps(params), "--device",
+               "cpu", "--out", f"hessian_eigs={out['eigs']}", "--out",
+               f"hessian_trace={out['trace']}", "--out", f"hessian_density={out['density']}",
+               "--out", f"curvature_repeats={out['repeats']}", "--no-progress"])
     assert rc == 0
     names = {"repeats": "curvature_repeats"}
     return {k: read_table(p, names.get(k, f"hessian_{k}")) for k, p in out.items()}, out
@@ -56,9 +56,9 @@ def run_hessian(root, prepared, run, params=PARAMS, tag="a"):
 
 def run_sharpness(root, prepared, run, params=PARAMS, tag="a"):
     out = root / f"{tag}_sharpness.parquet"
-    rc = main(["sharpness", "--threads", "1", "--data", str(prepared), "--snapshots",
-               str(run / "snapshots.pt"), "--params", json.dumps(params), "--device", "cpu",
-               "--out", str(out), "--no-progress"])
+    rc = main(["sharpness", "--threads", "1", "--in", f"data={prepared}", "--in",
+               f"snapshots={run / 'snapshots.pt'}", "--params", json.dumps(params), "--device",
+               "cpu", "--out", f"sharpness_trajectory={out}", "--no-progress"])
     assert rc == 0
     return read_table(out, "sharpness_trajectory"), out
 
@@ -169,14 +169,13 @@ def test_diverged_run_is_skipped_with_a_reason(trained, tmp_path):
 def test_unknown_options_are_errors(trained, capsys):
     root, prepared, run = trained
     bad = {**PARAMS, "eigs": {**PARAMS["eigs"], "topk": 3}}
-    rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
-               "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
-               "--out-density", "c", "--out-repeats", "d"])
+    outs = ["--out", "hessian_eigs=a", "--out", "hessian_trace=b", "--out",
+            "hessian_density=c", "--out", "curvature_repeats=d"]
+    ins = ["--in", f"data={prepared}", "--in", f"checkpoint={run / 'checkpoint.pt'}"]
+    rc = main(["hessian", *ins, "--params", json.dumps(bad), *outs])
     assert rc == 1 and "Unknown option(s) ['topk'] for EigOptions" in capsys.readouterr().err
     bad = {**PARAMS, "eval_split": "valid"}
-    rc = main(["hessian", "--data", str(prepared), "--checkpoint", str(run / "checkpoint.pt"),
-               "--params", json.dumps(bad), "--out-eigs", "a", "--out-trace", "b",
-               "--out-density", "c", "--out-repeats", "d", "--no-progress"])
+    rc = main(["hessian", *ins, "--params", json.dumps(bad), *outs, "--no-progress"])
     assert rc == 1 and "Unknown split 'valid'" in capsys.readouterr().err
 
 

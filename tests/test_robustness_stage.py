@@ -51,10 +51,11 @@ def trained(tmp_path_factory):
 
 def run_stage(root, prepared, run, params=PARAMS, tag="a"):
     out = {"noise": root / f"{tag}_noise.parquet", "flatness": root / f"{tag}_flatness.parquet"}
-    rc = main(["robustness", "--threads", "1", "--data", str(prepared), "--checkpoint",
-               str(run / "checkpoint.pt"), "--snapshots", str(run / "snapshots.pt"),
-               "--params", json.dumps(params), "--device", "cpu", "--out-noise",
-               str(out["noise"]), "--out-flatness", str(out["flatness"]), "--no-progress"])
+    rc = main(["robustness", "--threads", "1", "--in", f"data={prepared}", "--in",
+               f"checkpoint={run / 'checkpoint.pt'}", "--in", f"snapshots={run / 'snapshots.pt'}",
+               "--params", json.dumps(params), "--device", "cpu", "--out",
+               f"robustness={out['noise']}", "--out", f"flatness={out['flatness']}",
+               "--no-progress"])
     assert rc == 0
     return out
 
@@ -212,12 +213,10 @@ def synthetic_tables(folder):
 
 def run_generalisation(folder, paths, params=None):
     out = {k: folder / f"{k}.parquet" for k in ("measures", "correlations", "granulated")}
-    rc = main(["generalisation", "--runs", str(paths["runs"]), "--flatness",
-               str(paths["flatness"]), "--robustness", str(paths["robustness"]), "--eigs",
-               str(paths["hessian_eigs"]), "--trace", str(paths["hessian_trace"]),
+    rc = main(["generalisation", *(a for name, path in paths.items()
+                                    for a in ("--in", f"table:{name}={path}")),
                "--params", json.dumps(params or {"n_boot": 200}),
-               "--out-measures", str(out["measures"]), "--out-correlations",
-               str(out["correlations"]), "--out-granulated", str(out["granulated"])])
+               *(a for k, p in out.items() for a in ("--out", f"{k}={p}"))])
     assert rc == 0
     return {k: read_table(p, k) for k, p in out.items()}
 

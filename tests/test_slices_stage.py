@@ -41,18 +41,20 @@ def trained(tmp_path_factory) -> Path:
 
 
 def directions(root: Path, plan: str = "plan.pt", params=PARAMS, run: str = "run") -> int:
-    return main(["slice-directions", "--checkpoint", f"{root}/{run}/checkpoint.pt",
-                 "--snapshots", f"{root}/{run}/snapshots.pt", "--params", json.dumps(params),
-                 "--out", str(root / plan), "--pca", str(root / f"{plan}.pca.parquet")])
+    return main(["slice-directions", "--in", f"checkpoint={root}/{run}/checkpoint.pt",
+                 "--in", f"snapshots={root}/{run}/snapshots.pt", "--params", json.dumps(params),
+                 "--file", f"plan={root / plan}", "--out",
+                 f"pca_variance={root / f'{plan}.pca.parquet'}"])
 
 
 def shard(root: Path, i: int, n: int, plan: str = "plan.pt", run: str = "run") -> dict[str, Path]:
     out = {k: root / f"{plan}.{n}.{i}.{t}.parquet" for k, t in TABLES.items()}
-    code = main(["slices", "--data", str(root / "data.pt"), "--checkpoint",
-                 f"{root}/{run}/checkpoint.pt", "--plan", str(root / plan), "--params",
-                 json.dumps(PARAMS), "--device", "cpu", "--shard", str(i), "--shards", str(n),
-                 "--no-progress", "--out-1d", str(out["1d"]), "--out-2d", str(out["2d"]),
-                 "--out-trajectory", str(out["trajectory"])])
+    code = main(["slices", "--in", f"data={root / 'data.pt'}", "--in",
+                 f"checkpoint={root}/{run}/checkpoint.pt", "--in",
+                 f"slice_directions.plan={root / plan}", "--params", json.dumps(PARAMS),
+                 "--device", "cpu", "--job", f"shard={i}", "--job", f"shards={n}",
+                 "--no-progress", *(a for k, t in TABLES.items()
+                                    for a in ("--out", f"{t}={out[k]}"))])
     assert code == 0
     return out
 

@@ -206,9 +206,10 @@ def test_spawn_stage_skips_steps_after_a_stopped_run_ended(tmp_path, one_thread)
 
     def spawn(step):
         out = tmp_path / f"step{step}.parquet"
-        assert main(["spawn", "--data", str(data), "--snapshots",
-                     str(tmp_path / "run" / "snapshots.pt"), "--step", str(step), "--params",
-                     params, "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+        assert main(["spawn", "--in", f"data={data}", "--in",
+                     f"snapshots={tmp_path / 'run' / 'snapshots.pt'}", "--job",
+                     f"spawn_step={step}", "--params", params, "--device", "cpu",
+                     "--no-progress", "--out", f"spawn_barriers={out}"]) == 0
         return out
 
     rows = read_table(spawn(5), "spawn_barriers")

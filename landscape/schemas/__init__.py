@@ -10,11 +10,15 @@ by name so that importing this package adds none of them to a job's code inputs.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-from ..tables import _FAMILY, SCHEMAS, SORT_KEYS
+from ..tables import _FAMILY
 
-FAMILIES = ("training", "slices", "hessian", "connectivity", "robustness", "generalisation",
-            "report")
+# Every module of this package, in a stable order: the training and report families first and
+# last, the rest (one per stage family, a new measurement's included) by name between them.
+_FOUND = sorted(i.name for i in pkgutil.iter_modules(__path__) if not i.name.startswith("_"))
+FAMILIES = tuple(["training"] + [f for f in _FOUND if f not in ("training", "report")]
+                 + ["report"])
 
 
 def load_all() -> None:
@@ -29,18 +33,3 @@ def family_of(table: str) -> str:
     if table not in _FAMILY:
         raise KeyError(f"no table {table!r} in landscape/schemas/ (families {list(FAMILIES)})")
     return _FAMILY[table].rsplit(".", 1)[-1]
-
-
-def describe() -> str:
-    """Markdown description of every schema, family by family."""
-    load_all()
-    order = {f"{__name__}.{f}": i for i, f in enumerate(FAMILIES)}
-    names = sorted(SCHEMAS, key=lambda n: order.get(_FAMILY[n], len(order)))  # stable
-    lines = []
-    for name in names:
-        key = ", ".join(f"`{k}`" for k in SORT_KEYS[name])
-        lines.append(f"## `{name}`\n\nRow key: {key}\n\n| column | type | meaning |\n"
-                     "|---|---|---|")
-        lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in SCHEMAS[name]]
-        lines.append("")
-    return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Stage: the reference documentation, generated from the code: docs/config.md (every config key,
-from the schema) and docs/tables.md (every table's columns, from ``landscape.tables``)."""
+from the schema), docs/tables.md (every table's columns, from ``landscape.schemas``) and
+docs/stages.md (every measurement of the stage registry, ``landscape.registry``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 from pathlib import Path
 
 NAME = "docs"
-HELP = "print or write (docs/) the config-key and table-schema reference"
-DOCS = {"config": "config.md", "tables": "tables.md"}
+HELP = "print or write (docs/) the config-key, table-schema and stage reference"
+DOCS = {"config": "config.md", "tables": "tables.md", "stages": "stages.md"}
 HEADERS = {
     "config": "# Configuration keys\n\nGenerated from `landscape/config.schema.yaml` by "
               "`python -m landscape docs write`; do not edit. Every key is validated before any "
@@ -19,12 +20,19 @@ HEADERS = {
               "types; each file stores its table name and a content checksum in its metadata, "
               "verified on read. Row keys (unique, the sort order of gathered tables) are listed "
               "under each table.\n\n",
+    "stages": "# Measurements\n\nGenerated from the stage registry (`STAGE = {...}` in "
+              "`landscape/stages/*.py`, read by `landscape/registry.py`) by `python -m landscape "
+              "docs write`; do not edit. Each row is one computing rule of "
+              "`workflow/rules/measure.smk` (plus its `gather_<stage>` rule), in study order; a "
+              "job gets only the config keys listed, so a change to any other key reruns "
+              "nothing of it. Any stage runs without Snakemake: `python -m landscape <command> "
+              "--in NAME=PATH … --out TABLE=PATH … [--job KEY=VALUE …] --params JSON`.\n\n",
 }
 
 
 def add_arguments(p) -> None:
-    p.add_argument("what", choices=["tables", "config", "write"],
-                   help="print the tables or config reference, or write both into --docs")
+    p.add_argument("what", choices=[*DOCS, "write"],
+                   help="print one reference, or write all of them into --docs")
     p.add_argument("--docs", default="docs", help="folder the reference is written to")
     p.add_argument("--schema", default=None, help="config schema (default: the package's)")
 
@@ -60,11 +68,62 @@ def config_markdown(schema: dict) -> str:
     return "\n".join(lines)
 
 
-def generated(what: str, schema: str | None = None) -> str:
-    """The Markdown of ``what`` (config or tables), header included."""
-    if what == "tables":
-        from ..schemas import describe
+def stages_markdown() -> str:
+    from ..registry import measurements
 
+    per = {"run": "run", "run_shard": "run × shard", "pair": "pair of runs",
+           "spawn": "run × spawn step", "study": "study"}
+    lines = ["| rule | command | one job per | reads | writes | config keys | SLURM |",
+             "|---|---|---|---|---|---|---|"]
+    for m in measurements():
+        keys = ("—" if m.section is None else
+                f"`{m.section}`" + (": " + ", ".join(m.keys) if m.keys else "")
+                + (f" (not {', '.join(m.drop)})" if m.drop else ""))
+        extra = [f"runs: `{m.runs}`"] if m.runs else []
+        extra += [f"on when `{m.enabled}`"] if m.enabled else []
+        slurm = ", ".join([f"group {m.group}"] * bool(m.group)
+                          + [f"{k} {v}" for k, v in m.resources.items()]) or "local"
+        lines.append(f"| `{m.name}` | `{m.command}` | {per[m.per]} | "
+                     f"{', '.join(f'`{i}`' for i in m.inputs)} | "
+                     f"{', '.join(f'`{t}`' for t in (*m.tables, *m.files.values()))} | "
+                     f"{'; '.join([keys, *extra])} | {slurm} |")
+    return "\n".join(lines)
+
+
+def describe() -> str:
+    """Markdown description of every schema in study order: the training tables, then each
+    measurement's (``landscape.registry`` order, the stage that writes it named), then the
+    report's."""
+    from ..registry import tables as writers
+    from ..schemas import load_all
+    from ..tables import _FAMILY, SCHEMAS, SORT_KEYS
+
+    load_all()
+    stage = writers()
+    rank = {n: i for i, n in enumerate(dict.fromkeys(m.name for m in stage.values()))}
+
+    def order(name):
+        fam = _FAMILY[name].rsplit(".", 1)[-1]
+        if name in stage:
+            return 1, rank[stage[name].name]
+        return (0 if fam == "training" else 2), 0
+
+    lines = []
+    for name in sorted(SCHEMAS, key=order):  # stable: registration order within a stage
+        key = ", ".join(f"`{k}`" for k in SORT_KEYS[name])
+        written = f"Written by: `{stage[name].name}`. " if name in stage else ""
+        lines.append(f"## `{name}`\n\n{written}Row key: {key}\n\n| column | type | meaning |\n"
+                     "|---|---|---|")
+        lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in SCHEMAS[name]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def generated(what: str, schema: str | None = None) -> str:
+    """The Markdown of ``what`` (config, tables or stages), header included."""
+    if what == "stages":
+        return HEADERS["stages"] + stages_markdown() + "\n"
+    if what == "tables":
         return HEADERS["tables"] + describe().strip() + "\n"
     from ..schema import load_schema
 
@@ -72,7 +131,7 @@ def generated(what: str, schema: str | None = None) -> str:
 
 
 def write_docs(folder: str | Path, schema: str | None = None) -> list[Path]:
-    """Write docs/config.md and docs/tables.md; return the files that changed."""
+    """Write every reference of ``DOCS`` into ``folder``; return the files that changed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     changed = []

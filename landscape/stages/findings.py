@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from ..report.findings import (
     Finding,
     finding_curvature,
@@ -21,18 +22,14 @@ from ._common import section
 NAME = "findings"
 HELP = ("generate the findings (each statement with the numbers it rests on) from the tables, "
         "and the findings page with every figure")
-# optional input tables: flag → schema
-OPTIONAL = {"repeats": "curvature_repeats", "eigs": "hessian_eigs",
-            "sharpness": "sharpness_trajectory", "slice_1d": "slice_1d",
-            "connectivity": "connectivity", "barriers": "barriers",
-            "spawn": "spawn_barriers", "robustness": "robustness", "measures": "measures",
-            "correlations": "correlations"}
 
 
 def add_arguments(p) -> None:
     p.add_argument("--runs", required=True, help="runs table")
-    for flag, name in OPTIONAL.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", default=None, help=f"{name} table")
+    p.add_argument("--table", action="append", default=[], metavar="NAME=PATH",
+                   help="a gathered table of the study (repeat; every one the study made: a "
+                        "stage's findings are generated when its tables are there, and every "
+                        "table is listed on the page)")
     p.add_argument("--figures", nargs="*", default=[], help="figures to embed (PNG/SVG)")
     p.add_argument("--params", default="{}", help="JSON of the config's `report` section")
     p.add_argument("--study", default="", help="one line describing the study")
@@ -41,12 +38,28 @@ def add_arguments(p) -> None:
 
 
 def load(args) -> dict[str, pd.DataFrame]:
+    from ..schemas import load_all
+
+    load_all()  # any table may be given: its schema verifies it
     tables = {"runs": read_table(args.runs, "runs")}
-    for flag, name in OPTIONAL.items():
-        path = getattr(args, flag)
-        if path:
-            tables[name] = read_table(path, name)
+    for item in args.table:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise UserError(f"--table {item!r}: expected NAME=PATH")
+        tables[name] = read_table(path, name)
     return tables
+
+
+def table_list(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per table the page was made from: its stage, rows, and what one row is."""
+    from ..registry import tables as writers
+    from ..tables import SORT_KEYS
+
+    stage = {t: m.name for t, m in writers().items()}
+    return pd.DataFrame([{"table": name, "stage": stage.get(name, "train"), "rows": len(df),
+                          "columns": len(df.columns),
+                          "one row per": ", ".join(SORT_KEYS.get(name, []))}
+                         for name, df in tables.items()])
 
 
 def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFrame]:
@@ -116,7 +129,9 @@ def run(args) -> None:
                 args.out_table)
     text = page(findings, table, reference, [Path(p) for p in args.figures], params["title"],
                 args.study, sections=[("measures", "Measures against the generalisation gap",
-                                       measure_summary(tables.get("correlations")))])
+                                       measure_summary(tables.get("correlations"))),
+                                      ("tables", "Tables of this study (results/tables/, "
+                                       "columns in docs/tables.md)", table_list(tables))])
     from ..io import atomic_path
 
     with atomic_path(args.out_html) as tmp:

@@ -9,44 +9,34 @@ import time
 
 from ..generalisation import measure_table, study_correlations, varied_hparams
 from ..schemas import generalisation as _tables  # noqa: F401  registers the tables written here
-from ..tables import empty, read_table, write_table
-from ._common import section
+from ..tables import empty
 
-NAME = "generalisation"
 HELP = ("measures.parquet (every flatness/curvature measure and the gaps, one row per finished "
         "run) and correlations.parquet (Kendall τ, granulated Ψ, bootstrap intervals)")
+# One job for the study, after the gathers: it reads study tables and writes study tables.
+STAGE = {
+    "order": 41,
+    "per": "study",
+    "section": "robustness.correlations",
+    "enabled": "robustness.enabled",
+    "inputs": ["table:runs", "table:flatness", "table:robustness", "table:hessian_eigs",
+               "table:hessian_trace"],
+    "tables": ["measures", "correlations", "granulated"],
+}
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--runs", required=True, help="runs.parquet")
-    p.add_argument("--flatness", required=True, help="flatness.parquet (gathered)")
-    p.add_argument("--robustness", required=True, help="robustness.parquet (gathered)")
-    p.add_argument("--eigs", help="hessian_eigs.parquet (λ_max); left out: NaN")
-    p.add_argument("--trace", help="hessian_trace.parquet (Hutchinson trace); left out: NaN")
-    p.add_argument("--params", required=True,
-                   help="JSON of the config's `robustness.correlations` section")
-    p.add_argument("--out-measures", required=True)
-    p.add_argument("--out-correlations", required=True)
-    p.add_argument("--out-granulated", required=True)
-
-
-def run(args) -> None:
-    cfg = section(args.params, "robustness", "correlations")
+def measure(job) -> dict:
+    cfg = job.params
     t0 = time.perf_counter()
-    measures = measure_table(
-        read_table(args.runs, "runs"), read_table(args.flatness, "flatness"),
-        read_table(args.robustness, "robustness"),
-        read_table(args.eigs, "hessian_eigs") if args.eigs else None,
-        read_table(args.trace, "hessian_trace") if args.trace else None)
-    write_table(measures, "measures", args.out_measures)
+    measures = measure_table(job.table("runs"), job.table("flatness"), job.table("robustness"),
+                             job.table("hessian_eigs"), job.table("hessian_trace"))
     if len(measures):
         corr, gran = study_correlations(measures, cfg["gap"], cfg["n_boot"], cfg["seed"])
     else:
         corr, gran = empty("correlations"), empty("granulated")
     meta = {"options": cfg, "hparams": varied_hparams(measures) if len(measures) else []}
-    write_table(corr, "correlations", args.out_correlations, extra_meta=meta)
-    write_table(gran, "granulated", args.out_granulated, extra_meta=meta)
-    print(f"wrote {args.out_measures}: {len(measures)} finished runs; Ψ over "
+    job.table_meta = {"correlations": meta, "granulated": meta}
+    print(f"measures: {len(measures)} finished runs; Ψ over "
           f"{meta['hparams'] or 'no hyper-parameter (only seeds vary)'} with the seed held "
           f"fixed; gap {cfg['gap']}, {cfg['n_boot']} bootstrap resamples "
           f"({time.perf_counter() - t0:.1f} s)")
@@ -54,3 +44,4 @@ def run(args) -> None:
         print(f"  {r.measure:24s} τ = {r.tau:+.3f} [{r.tau_lo:+.3f}, {r.tau_hi:+.3f}] "
               f"(p = {r.p_value:.3g}, n = {r.n}); Ψ = {r.psi:+.3f} [{r.psi_lo:+.3f}, "
               f"{r.psi_hi:+.3f}] ({r.n_groups} groups)")
+    return {"measures": measures, "correlations": corr, "granulated": gran}

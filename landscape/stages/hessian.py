@@ -6,30 +6,23 @@ import time
 
 import pandas as pd
 
-from ..checkpoints import load_model
 from ..data import eval_tensors
-from ..evaluate import resolve_device
 from ..hessian.analysis import CurvatureOptions, curvature, curvature_summary
 from ..schemas.hessian import lambda_max_rows  # (importing it registers the tables)
-from ..tables import write_table
-from ._common import section, skip_reason, write_skipped
 
-NAME = "hessian"
 HELP = ("Hessian of one run's mean loss over its evaluation set: Lanczos top-k and λ_min, power "
         "iteration, Hutchinson/Hutch++ trace, SLQ spectral density")
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="prepared data (.pt)")
-    p.add_argument("--checkpoint", required=True, help="the run's checkpoint.pt")
-    p.add_argument("--params", required=True, help="JSON of the config's `hessian` section")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out-eigs", required=True, help="output hessian_eigs rows (.parquet)")
-    p.add_argument("--out-trace", required=True, help="output hessian_trace rows (.parquet)")
-    p.add_argument("--out-density", required=True, help="output hessian_density rows (.parquet)")
-    p.add_argument("--out-repeats", required=True,
-                   help="output curvature_repeats rows (.parquet): λ_max and trace per subset")
-    p.add_argument("--no-progress", action="store_true")
+# One job per run; the `sharpness` keys of the section are its own stage's.
+STAGE = {
+    "order": 10,
+    "section": "hessian",
+    "keys": ["eval_split", "eval_size", "eval_seed", "batch_size", "hvp_method", "max_cache_mb",
+             "seed", "eigs", "trace", "density", "repeats"],
+    "inputs": ["data", "checkpoint"],
+    "tables": ["hessian_eigs", "hessian_trace", "hessian_density", "curvature_repeats"],
+    "group": "geometry",
+    "resources": {"mem_mb": 2000, "runtime": 5},
+}
 
 
 def repeats(data, model, params: dict, opts: CurvatureOptions, frames: dict, ids: dict, dev,
@@ -55,30 +48,25 @@ def repeats(data, model, params: dict, opts: CurvatureOptions, frames: dict, ids
     return pd.DataFrame(rows)
 
 
-def run(args) -> None:
-    params = section(args.params, "hessian")
+def measure(job) -> dict[str, pd.DataFrame]:
+    params = job.params
     opts = CurvatureOptions.from_params(params)
-    outputs = {"hessian_eigs": args.out_eigs, "hessian_trace": args.out_trace,
-               "hessian_density": args.out_density, "curvature_repeats": args.out_repeats}
-    dev = resolve_device(args.device)
-    model, meta = load_model(args.checkpoint, dev)
-    reason = skip_reason(meta)
-    if reason:
-        write_skipped(outputs, NAME, meta["run"], reason)
-        return
-    x, y, eval_set, eval_size = eval_tensors(args.data, params["eval_split"],
+    model, meta = job.model()
+    dev = job.device
+    x, y, eval_set, eval_size = eval_tensors(job.inputs["data"], params["eval_split"],
                                              params["eval_size"], params["eval_seed"], dev)
     t0 = time.perf_counter()
-    frames = curvature(model, x, y, opts, progress=not args.no_progress)
+    frames = curvature(model, x, y, opts, progress=job.progress)
     ids = {"run": meta["run"], "eval_set": eval_set, "eval_size": eval_size}
-    write_table(repeats(args.data, model, params, opts, frames, ids, dev, not args.no_progress),
-                "curvature_repeats", outputs["curvature_repeats"], extra_meta={"options": params})
+    out = {"curvature_repeats": repeats(job.inputs["data"], model, params, opts, frames, ids, dev,
+                                        job.progress)}
     for key, name in (("eigs", "hessian_eigs"), ("trace", "hessian_trace"),
                       ("density", "hessian_density")):
         df = frames[key]
         for col, val in reversed(ids.items()):
             df.insert(0, col, val)
-        write_table(df, name, outputs[name], extra_meta={"options": params})
+        out[name] = df
+    job.meta = {"options": params}
     eigs = frames["eigs"]
     lmax = lambda_max_rows(eigs)
     lmin = eigs[eigs["which"] == "smallest_algebraic"]
@@ -87,3 +75,4 @@ def run(args) -> None:
           + "".join(f", {r.method} trace {r.trace:.4g} ± {r.std_error:.2g}"
                     for r in frames["trace"].itertuples())
           + f"; {time.perf_counter() - t0:.1f} s (with {params['repeats'] - 1} repeat subsets)")
+    return out

@@ -14,9 +14,7 @@ import time
 
 import pandas as pd
 
-from ..checkpoints import load_model, load_snapshots
-from ..data import load_prepared, named_eval_subset
-from ..evaluate import resolve_device
+from ..checkpoints import load_snapshots
 from ..evaluator import PointEvaluator, use_channels_last
 from ..io import IntegrityError
 from ..models import count_parameters, has_batchnorm
@@ -29,24 +27,20 @@ from ..robustness import (
     robustness_curve,
 )
 from ..schemas import robustness as _tables  # noqa: F401  registers the tables written here
-from ..tables import write_table
-from ._common import section, skip_reason, write_skipped
 
-NAME = "robustness"
 HELP = ("loss and accuracy of one run under Gaussian weight noise (absolute and relative), and "
         "its flatness measures: ε-sharpness, adaptive sharpness, PAC-Bayes σ, norms")
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="prepared data (.pt)")
-    p.add_argument("--checkpoint", required=True, help="the run's checkpoint.pt")
-    p.add_argument("--snapshots", required=True,
-                   help="the run's snapshots.pt (its step-0 entry is the initialisation)")
-    p.add_argument("--params", required=True, help="JSON of the config's `robustness` section")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out-noise", required=True, help="output robustness rows (.parquet)")
-    p.add_argument("--out-flatness", required=True, help="output flatness row (.parquet)")
-    p.add_argument("--no-progress", action="store_true")
+# `correlations` belongs to the generalisation stage; `enabled` only adds or removes jobs.
+STAGE = {
+    "order": 40,
+    "section": "robustness",
+    "drop": ["enabled", "correlations"],
+    "enabled": "robustness.enabled",
+    "inputs": ["data", "checkpoint", "snapshots"],
+    "tables": ["robustness", "flatness"],
+    "group": "geometry",
+    "resources": {"mem_mb": 1600, "runtime": 6},
+}
 
 
 def _initial_weights(path, model, run: str):
@@ -61,31 +55,25 @@ def _initial_weights(path, model, run: str):
                                            parameters(model), strict=True)]
 
 
-def run(args) -> None:
-    cfg = section(args.params, "robustness")
+def measure(job) -> dict[str, pd.DataFrame]:
+    cfg = job.params
     sh, pb = cfg["sharpness"], cfg["pacbayes"]
-    outputs = {"robustness": args.out_noise, "flatness": args.out_flatness}
     start = time.perf_counter()
-    dev = resolve_device(args.device)
-    model, meta = load_model(args.checkpoint, dev)
-    reason = skip_reason(meta)
-    if reason:
-        write_skipped(outputs, NAME, meta["run"], reason)
-        return
+    dev = job.device
+    model, meta = job.model()
     run_id = meta["run"]
-    theta0 = _initial_weights(args.snapshots, model, run_id)
+    theta0 = _initial_weights(job.inputs["snapshots"], model, run_id)
 
-    train, test, _ = load_prepared(args.data)
     seed = cfg["subset_seed"]
-    tr, tr_name = named_eval_subset(train, "train", cfg["train_size"], seed)
-    te, te_name = named_eval_subset(test, "test", cfg["test_size"], seed)
-    sh_set, sh_name = named_eval_subset(train, "train", sh["eval_size"], seed)
+    tr, tr_name = job.subset("train", cfg["train_size"], seed)
+    te, te_name = job.subset("test", cfg["test_size"], seed)
+    sh_set, sh_name = job.subset("train", sh["eval_size"], seed)
     (x_tr, y_tr), (x_te, y_te), (x_sh, y_sh) = tr.tensors(dev), te.tensors(dev), sh_set.tensors(dev)
     if cfg["channels_last"]:
         x_tr, x_te, x_sh = use_channels_last(model, x_tr, x_te, x_sh)
     recompute = bool(cfg["recompute_bn"]) and has_batchnorm(model)
     bs = int(cfg["batch_size"])
-    progress = not args.no_progress
+    progress = job.progress
     timings = {}
 
     # weight noise and PAC-Bayes: points written in place, BatchNorm re-estimated per point
@@ -136,10 +124,9 @@ def run(args) -> None:
         "weight_norm": norm(theta), "dist_init": norm(sub(theta, theta0)),
         "n_params": count_parameters(model), "bn_recomputed": recompute, "seconds": seconds,
     }
-    options = {"options": cfg, "seconds": timings}
-    write_table(noise, "robustness", outputs["robustness"], extra_meta=options)
-    write_table(pd.DataFrame([flat]), "flatness", outputs["flatness"], extra_meta=options)
+    job.meta = {"options": cfg, "seconds": timings}
     _report(run_id, noise, flat, timings, seconds)
+    return {"robustness": noise, "flatness": pd.DataFrame([flat])}
 
 
 def _noise_table(curves, run_id: str, eval_sets: dict, recompute: bool) -> pd.DataFrame:

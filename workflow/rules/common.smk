@@ -24,10 +24,11 @@ RUN_TABLE = run_table(config)
 RUNS = list(RUN_TABLE.index)
 RES = config["results_dir"].rstrip("/")
 TRAINING_FIGURES = [f"{RES}/figures/training_curves.png", f"{RES}/figures/final_vs_hparams.png"]
+TRAINING_TABLES = {"runs": f"{RES}/tables/runs.parquet",
+                   "training": f"{RES}/tables/training.parquet"}
 # Heavy jobs (those with `threads: 1` that import torch and compute) ask for one GPU when the
 # study asks for CUDA (`device: cuda`); the SLURM profile's executor turns `gpu=1` into --gpus=1.
 GPUS = 1 if config["device"] == "cuda" else 0
-STAGES = ["hessian", "slices", "connectivity", "robustness"]  # geometry stages whose outputs are targets (see stage_targets)
 
 
 wildcard_constraints:
@@ -41,10 +42,6 @@ localrules:
     gather_training,
     gather_runs,
     plot_training,
-    gather_hessian,
-    plot_hessian,
-    gather_slices,
-    plot_slices,
     collect_skipped,
 
 
@@ -53,10 +50,12 @@ def src(*stages):
     return list(sources(*(f"stages.{s}" for s in stages)))
 
 
-def gather_src(family):
-    """A gather rule's code: the gather stage and the schema module (landscape/schemas/) of the
-    tables it gathers, which the gather stage imports by name."""
-    return list(sources("stages.gather", f"schemas.{family}"))
+def gather_src(*tables):
+    """A gather rule's code: the gather stage and the schema modules (landscape/schemas/) that
+    declare `tables`, which the gather stage imports by name."""
+    from landscape.registry import schema_modules
+
+    return list(sources("stages.gather", *sorted({schema_modules()[t] for t in tables})))
 
 
 def as_json(obj):
@@ -79,51 +78,44 @@ def run_folder(wildcards):
     return f"{RES}/runs/{wildcards.run}"
 
 
-def seed_runs(section):
-    """Runs whose seed is in `config[section]["seeds"]` (null: the first study seed)."""
+def seed_runs(key):
+    """Runs whose seed is listed at config key `key` (e.g. slices.seeds; null: the first study
+    seed)."""
+    from landscape.registry import lookup
+
     try:
-        return runs_with_seeds(RUN_TABLE, config[section]["seeds"], f"{section}.seeds")
+        return runs_with_seeds(RUN_TABLE, lookup(config, key), key)
     except ValueError as exc:
         sys.stderr.write(f"config error: {exc}\n")
         raise SystemExit(1)
 
 
-def stage_targets(*stages):
-    """The final outputs (tables, figures) of the named stages (defined in their rule files)."""
-    outputs = {"hessian": lambda: HESSIAN_OUTPUTS,
-               "slices": lambda: SLICE_OUTPUTS if SLICE_RUNS else [],
-               "connectivity": lambda: CONNECTIVITY_OUTPUTS,  # [] when disabled
-               "robustness": lambda: ROBUSTNESS_OUTPUTS,  # [] when disabled
-               }
-    return [f for s in stages for f in outputs[s]()]
+def made_tables():
+    """Table name -> gathered file, for every table of this study (training and measurements;
+    MADE_TABLES is defined in measure.smk from the registry)."""
+    return {**TRAINING_TABLES, **MADE_TABLES}
 
 
-def findings_tables(tables):
-    """Flag → gathered table, for the tables this study produces (switched-off stages: absent)."""
-    made = set(stage_targets(*STAGES))
-    return {flag: f"{RES}/tables/{name}.parquet" for flag, name in tables.items()
-            if f"{RES}/tables/{name}.parquet" in made}
+def plot_targets():
+    """The figures of every plot rule whose input tables this study makes (rules defined in
+    plots.smk and train.smk; a switched-off stage's figures are no targets)."""
+    made = set(made_tables().values())
+    figures = []
+    for r in workflow.rules:
+        tables = [str(f) for f in r.input if str(f).endswith(".parquet")]
+        if r.name.startswith("plot_") and tables and set(tables) <= made:
+            figures += [str(f) for f in r.output]
+    return figures
 
 
 def report_figures():
-    """Every figure of the study, in stage order (embedded in the findings page)."""
-    return [f for f in TRAINING_FIGURES + stage_targets(*STAGES) if f.endswith((".png", ".svg"))]
+    """Every figure of the study, in rule order (embedded in the findings page)."""
+    return [f for f in plot_targets() if f.endswith(".png")]
 
 
 def findings_flags(wildcards, input):
-    """`--<flag> <table>` for each gathered table the findings rule received."""
-    return " ".join(f"--{flag.replace('_', '-')} {getattr(input, flag)}"
-                    for flag in input.keys() if flag not in ("runs", "figures", "reference",
-                                                             "code"))
-
-
-def pair_checkpoint_a(wildcards):
-    """Checkpoint of a connectivity pair's first run (pair table looked up by {pair})."""
-    return f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wildcards.pair, 'run_a']}/checkpoint.pt"
-
-
-def pair_checkpoint_b(wildcards):
-    return f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wildcards.pair, 'run_b']}/checkpoint.pt"
+    """`--table <name>=<file>` for each gathered table the findings rule received."""
+    return " ".join(f"--table {name}={getattr(input, name)}" for name in MADE_TABLES)
 
 
 def findings_reference():
@@ -144,11 +136,5 @@ def study_line():
 
 
 def all_targets():
-    targets = [
-        f"{RES}/tables/training.parquet",
-        f"{RES}/tables/runs.parquet",
-        *TRAINING_FIGURES,
-        f"{RES}/tables/skipped.parquet",
-        f"{RES}/findings.html",
-    ]
-    return targets + stage_targets(*STAGES)
+    return [*made_tables().values(), f"{RES}/tables/skipped.parquet", f"{RES}/findings.html",
+            *plot_targets()]

@@ -1,20 +1,6 @@
 # The findings page: statements generated from the gathered tables (never
 # typed), a per-run table, the comparison with a published study (report.reference) and every
 # figure, in results/findings.html; also a report() item at the top of `snakemake --report`.
-FINDINGS_TABLES = {
-    "repeats": "curvature_repeats",
-    "eigs": "hessian_eigs",
-    "sharpness": "sharpness_trajectory",
-    "slice_1d": "slice_1d",
-    "connectivity": "connectivity",
-    "barriers": "barriers",
-    "spawn": "spawn_barriers",
-    "robustness": "robustness",
-    "measures": "measures",
-    "correlations": "correlations",
-}
-
-
 localrules:
     findings,
 
@@ -22,7 +8,7 @@ localrules:
 rule findings:
     input:
         runs=f"{RES}/tables/runs.parquet",
-        **findings_tables(FINDINGS_TABLES),
+        **MADE_TABLES,  # every table of the study: the page lists them all
         figures=report_figures(),
         reference=findings_reference(),
         code=src("findings"),

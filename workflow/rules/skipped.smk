@@ -1,14 +1,7 @@
-# Runs that a geometry stage skipped (a diverged run), with the reason, in one table.
-GEOMETRY_TABLES = [
-    f
-    for f in stage_targets(*STAGES)
-    if f.endswith(".parquet")
-]
-
-
+# Runs that a measurement skipped (a diverged run), with the reason, in one table.
 rule collect_skipped:
     input:
-        tables=GEOMETRY_TABLES,
+        tables=list(MADE_TABLES.values()),
         code=src("collect_skipped"),
     output:
         f"{RES}/tables/skipped.parquet",
