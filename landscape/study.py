@@ -124,7 +124,10 @@ def _imports(path: Path, module: str) -> frozenset[str]:
 def sources(*modules: str) -> tuple[str, ...]:
     """Paths of the landscape source files that ``modules`` import, transitively.
 
-    ``modules`` are names relative to the package, e.g. ``"stages.train"``. Paths are relative to
+    ``modules`` are names relative to the package, e.g. ``"stages.train"``. Every import counts
+    (function-local ones too) and so does every package ``__init__.py`` above an imported module
+    (Python runs it first); the package root's, which holds only the version, is left out.
+    Paths are relative to
     the working directory when the package lies inside it (a checkout: Snakemake's records then
     survive moving or copying the project folder), absolute otherwise (an installed package).
     """
@@ -144,6 +147,9 @@ def _source_files(modules: tuple[str, ...]) -> frozenset[Path]:
             continue
         seen[mod] = path
         todo.extend(_imports(path, mod) - set(seen))
+        # importing a.b.c runs a/b/__init__.py first: a package's own imports count too
+        parts = mod.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(2, len(parts)))
     return frozenset(seen.values()) - {PACKAGE_DIR / "__init__.py"}
 
 

@@ -107,6 +107,27 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor | None:
+    """One optimiser step on the mini-batch ``x[idx], y[idx]`` (mean cross-entropy): its loss,
+    detached, or None when the loss is non-finite (then no step is taken). The one training step
+    of the project: runs (``train_run``) and spawned children (``connectivity.spawn``)."""
+    loss = F.cross_entropy(model(x[idx]), y[idx])
+    if not torch.isfinite(loss):
+        return None
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch of ``n`` samples in batches of ``batch_size`` (the last
+    batch holds the remainder): the one place this is computed for training, spawning and
+    Bézier training (``connectivity.pairs.steps_per_epoch`` is its config-level twin)."""
+    return math.ceil(n / batch_size)
+
 def hparam_columns(cfg: TrainConfig) -> dict:
     return {"run": run_id(cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.weight_decay,
                           cfg.seed),
@@ -199,7 +220,7 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
     x_train = x_train.contiguous(memory_format=layout)
     x_test = x_test.contiguous(memory_format=layout)
     n = x_train.shape[0]
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    per_epoch = steps_per_epoch(n, cfg.batch_size)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, **cfg.model_options).to(dev, memory_format=layout)
@@ -242,8 +263,8 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
     if start_epoch == 0 and not rows:
         record(0)
         snapshot(0.0)
-    snapshot_steps = set(s for s in cfg.snapshot_steps if 0 < s < steps_per_epoch)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=hp["run"], unit="step",
+    snapshot_steps = set(s for s in cfg.snapshot_steps if 0 < s < per_epoch)
+    bar = tqdm(total=cfg.epochs * per_epoch, initial=step, desc=hp["run"], unit="step",
                disable=not progress, mininterval=2.0)
     for epoch in range(start_epoch, cfg.epochs):
         if target_reached(cfg, rows):  # the previous epoch (possibly before a resume) reached it
@@ -254,21 +275,18 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
         order = epoch_order(n, cfg.seed, epoch, dev)
         t0 = time.perf_counter()
         running = torch.zeros((), dtype=torch.float64, device=dev)
-        for b in range(steps_per_epoch):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-            if not torch.isfinite(loss):
+        for b in range(per_epoch):
+            loss = train_step(model, opt, x_train, y_train,
+                              order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            if loss is None:
                 status, diverged_step = "diverged", step
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
             step += 1
             bar.update()
-            running += loss.detach()
+            running += loss
             if epoch == 0 and step in snapshot_steps:
                 wall += time.perf_counter() - t0
-                snapshot(step / steps_per_epoch)
+                snapshot(step / per_epoch)
                 t0 = time.perf_counter()
         wall += time.perf_counter() - t0
         if status == "ok" and not finite_parameters(model):
@@ -286,7 +304,7 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
             break
         snapshot(epoch + 1)
         bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}",
-                        loss=f"{float(running) / steps_per_epoch:.4f}",
+                        loss=f"{float(running) / per_epoch:.4f}",
                         test_acc=f"{rows[-1]['test_acc']:.4f}")
         save_verified(state_path, {
             "config_digest": cfg.digest(), "fingerprint": fingerprint, "epoch": epoch + 1,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from landscape.study import PACKAGE_DIR, _imports, _module_file
 
+REPO = PACKAGE_DIR.parent
+
 
 def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
@@ -77,3 +79,15 @@ def test_config_validation_sits_above_study_and_algorithms():
     # curvature and training take defaults from landscape.schema instead
     importers = sorted(m for m, deps in graph.items() if "landscape.config" in deps)
     assert importers == []
+
+
+def test_slurm_profile_groups_are_the_registry_s():
+    """The default SLURM profile puts exactly the measurements whose STAGE names a group into
+    one SLURM job per run (the profile holds cluster policy; the registry says what groups)."""
+    import yaml
+
+    from landscape.registry import measurements
+
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    grouped = {g.split("=")[0]: g.split("=")[1] for g in profile["groups"]}
+    assert grouped == {m.name: f"{m.group}_{{run}}" for m in measurements() if m.group}

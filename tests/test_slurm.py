@@ -203,7 +203,7 @@ def study(slurm_cluster, smoke, tmp_path_factory):
         corrupted_at = time.time()
         time.sleep(1.0)
         # as the rules name them: relative to the workdir (results_dir is relative here)
-        targets = [str((res / "hessian" / run / "eigs.parquet").relative_to(l_repo))
+        targets = [str((res / "hessian" / run / "hessian_eigs.parquet").relative_to(l_repo))
                    for run in (bad_run, good_run)]
         f = Run("failure", l_repo, [*SLURM_ARGS, "--forcerun", "hessian", "--", *targets])
         f.start()
@@ -312,9 +312,9 @@ def test_failing_job_is_reported_with_its_slurm_log_and_the_rest_completes(study
     # the independent job (the good run's hessian) completed through SLURM and was rewritten
     res = f.extra["res"]
     for part in ("eigs", "trace", "density"):
-        good = res / "hessian" / good_run / f"{part}.parquet"
+        good = res / "hessian" / good_run / f"hessian_{part}.parquet"
         assert good.exists() and good.stat().st_mtime > f.extra["corrupted_at"], good
-        assert not (res / "hessian" / bad_run / f"{part}.parquet").exists()
+        assert not (res / "hessian" / bad_run / f"hessian_{part}.parquet").exists()
     ctld = study["ctld_log"].read_text(errors="replace")
     good_jobs = [jid for jid, log in subs if good_run in str(log)]
     assert good_jobs and all(re.search(rf"_job_complete: JobId={j} WEXITSTATUS 0", ctld)

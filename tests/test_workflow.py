@@ -248,7 +248,8 @@ def test_smoke_connectivity(smoke):
     assert (end[["steps_a", "distance", "loss_barrier", "error_barrier"]] == 0).all().all()
     for fig in ("connectivity_paths.png", "connectivity_barriers.png", "connectivity_spawn.png"):
         assert (res / "figures" / fig).stat().st_size > 10_000, fig
-    assert len(list((res / "benchmarks/connectivity").glob("*.tsv"))) == 1 + 2
+    assert len(list((res / "benchmarks/connectivity").glob("*.tsv"))) == 1  # one pair
+    assert len(list((res / "benchmarks/spawn").rglob("*.tsv"))) == 2  # two spawn steps
 
 
 def test_smoke_robustness_and_generalisation(smoke):
@@ -388,3 +389,158 @@ def test_heavy_jobs_ask_for_a_gpu_when_the_study_uses_cuda(device, gpus, tmp_pat
     plugin = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
     job = SimpleNamespace(resources={"gpu": gpus})
     assert plugin.set_gres_string(job).strip() == ("--gpus=1" if gpus else "")
+
+
+def _bytecode_imports(path: Path, module: str) -> set[str]:
+    """The landscape modules ``module`` imports, read from its *bytecode* (every IMPORT_NAME of
+    every code object, function-local ones too): an implementation independent of the
+    workflow's (``landscape.study.sources`` reads the syntax tree)."""
+    import dis
+
+    code = compile(path.read_text(), str(path), "exec")
+    pkg = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found, todo = set(), [code]
+    while todo:
+        co = todo.pop()
+        todo += [c for c in co.co_consts if hasattr(c, "co_code")]
+        ins = list(dis.get_instructions(co))
+        for i, op in enumerate(ins):
+            if op.opname != "IMPORT_NAME":
+                continue
+            level, fromlist = ins[i - 2].argval, ins[i - 1].argval
+            name = op.argval
+            if level:
+                base = ".".join(pkg.split(".")[:len(pkg.split(".")) - level + 1])
+                name = f"{base}.{name}" if name else base
+            if not name.startswith("landscape"):
+                continue
+            parts = name.split(".")
+            found |= {".".join(parts[:k]) for k in range(2, len(parts) + 1)}  # packages run too
+            found |= {f"{name}.{n}" for n in (fromlist or ()) if n != "*"}
+    return found
+
+
+def _module_path(module: str) -> Path | None:
+    base = REPO.joinpath(*module.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _closure(modules: list[str]) -> set[str]:
+    seen = {}
+    todo = [".".join(m.split(".")[:k]) for m in modules for k in range(2, m.count(".") + 2)]
+    while todo:
+        mod = todo.pop()
+        if mod in seen or (path := _module_path(mod)) is None:
+            continue
+        seen[mod] = path
+        todo += list(_bytecode_imports(path, mod))
+    return {str(p.relative_to(REPO)) for p in seen.values()} - {"landscape/__init__.py"}
+
+
+def _stage_modules(command: str) -> list[str]:
+    """The modules a job's `python -m landscape ...` runs: its stage (plus the generic runner for
+    a registered measurement, and the schema modules of the tables a gather names)."""
+    from landscape.registry import measurements, schema_modules
+
+    words = command.split()
+    stage = words[words.index("landscape") + 1].replace("-", "_")
+    mods = [f"landscape.stages.{stage}"]
+    if any(m.module == stage for m in measurements()):
+        mods.append("landscape.stages._runner")
+    if stage == "gather":
+        tables = [words[i + 1] for i, w in enumerate(words) if w == "--table"]
+        mods += [f"landscape.{schema_modules()[t]}" for t in tables]
+    return mods
+
+
+def test_every_module_edit_plans_exactly_the_rules_that_import_it(tmp_path):
+    """The matrix, not a sample: for every module of the package and every rule of the smoke
+    study, the module is among the rule's jobs' inputs (so an edit of it plans that rule, and
+    through its outputs the rule's consumers) exactly when the stage the job runs imports it, as
+    Python would: from the bytecode, packages' __init__ included. Modules no job imports (config
+    validation, the command-line dispatch) are edits that plan no job at all."""
+    repo = copy_repo(tmp_path / "repo")
+    out = snakemake(repo, "-n", "-p", "--forceall").stdout
+    jobs = re.findall(r"^rule (\w+):\n    input: (.*)\n(?:.*\n)*?Shell command: (.*)$", out, re.M)
+    assert {r for r, _, _ in jobs} >= {"train", "hessian", "slice_shard", "connectivity_pair",
+                                       "gather_hessian", "findings", "plot_slices"}, out[-3000:]
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "landscape").rglob("*.py")}
+    planned = {m: set() for m in modules}
+    expected = {m: set() for m in modules}
+    for rule, inputs, command in jobs:
+        if command == "None":  # `all`: no command, no code
+            continue
+        code = {f for f in inputs.split(", ") if f.startswith("landscape/")}
+        for m in code:
+            planned[m].add(rule)
+        for m in _closure(_stage_modules(command)):
+            expected[m].add(rule)
+    wrong = {m: (sorted(planned[m] - expected[m]), sorted(expected[m] - planned[m]))
+             for m in sorted(modules) if planned[m] != expected[m]}
+    assert not wrong, wrong  # module: (planned but not imported, imported but not planned)
+    assert not planned["landscape/config.py"] and not planned["landscape/cli.py"]
+    assert planned["landscape/schemas/robustness.py"] <= {"robustness", "gather_robustness",
+                                                          "generalisation", "findings"}
+
+
+TOY_STAGE = '''"""Stage: a toy measurement, the weight norm of each run (written by the registry test)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..params import detached, norm, parameters
+from ..schemas import toy as _tables  # noqa: F401  registers the table written here
+
+HELP = "the weight norm of one run (a toy measurement)"
+STAGE = {"order": 90, "inputs": ["checkpoint"], "tables": ["toy_norms"]}
+
+
+def measure(job) -> dict:
+    model, meta = job.model()
+    return {"toy_norms": pd.DataFrame([{"run": meta["run"],
+                                        "weight_norm": norm(detached(parameters(model)))}])}
+'''
+TOY_SCHEMA = '''"""The toy measurement's table."""
+
+from ..tables import Col, register
+
+register("toy_norms", ["run"], [
+    Col("run", "string", "run identifier"),
+    Col("weight_norm", "float64", "‖θ‖ of the trained weights"),
+])
+'''
+
+
+def test_a_new_measurement_is_one_module_and_its_schema(smoke, tmp_path):
+    """Adding a measurement is a stage module (STAGE + measure) and its table schema, nothing
+    else: the next run of the (finished) smoke study runs its jobs and its gather only (plus the
+    findings page and the skip records, which list every table), the table is gathered with one
+    row per run, the findings page lists it, and the generated docs describe it."""
+    repo = tmp_path / "repo"
+    shutil.copytree(smoke, repo, symlinks=True)  # results and Snakemake's records too
+    (repo / "landscape/stages/toy_norm.py").write_text(TOY_STAGE)
+    (repo / "landscape/schemas/toy.py").write_text(TOY_SCHEMA)
+    jobs = planned(repo)
+    assert set(jobs) == {"toy_norm", "gather_toy_norm", "collect_skipped", "findings"}, jobs
+    assert jobs["toy_norm"] == 2  # one per run
+    snakemake(repo)
+    res = results(repo)
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    check = ("from landscape.schemas import load_all; load_all(); "
+             "from landscape.tables import read_table; "
+             f"print(read_table('{res}/tables/toy_norms.parquet', 'toy_norms').to_json())")
+    rows = subprocess.run([sys.executable, "-c", check], cwd=repo, env=env, text=True,
+                          capture_output=True, check=True).stdout
+    runs = read_table(res / "tables/runs.parquet", "runs")["run"]
+    assert all(r in rows for r in runs) and "weight_norm" in rows
+    page = (res / "findings.html").read_text()
+    assert "toy_norms" in page and "toy_norm" in page
+    for what in ("tables", "stages"):
+        doc = subprocess.run([sys.executable, "-m", "landscape", "docs", what], cwd=repo, env=env,
+                             text=True, capture_output=True, check=True).stdout
+        assert "toy_norms" in doc, what
+    assert planned(repo) == {}

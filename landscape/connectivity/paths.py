@@ -34,7 +34,6 @@ checkpoints' own statistics bitwise.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -57,7 +56,7 @@ from ..params import (
     sub,
     write_,
 )
-from ..train import epoch_order
+from ..train import epoch_order, steps_per_epoch
 
 Terms = list[tuple[ParamSet, float]]
 
@@ -414,7 +413,7 @@ def train_bezier(model: nn.Module, state_a: Mapping[str, torch.Tensor],
     if n == 0 or batch_size < 1:
         raise ValueError(f"need samples and batch_size ≥ 1; got {n} samples, batch_size "
                          f"{batch_size}")
-    per_epoch = math.ceil(n / batch_size)
+    per_epoch = steps_per_epoch(n, batch_size)
     total = int(steps) if steps is not None else int(epochs) * per_epoch
     if total < 0:
         raise ValueError(f"steps = {total} is not allowed: expected ≥ 0")

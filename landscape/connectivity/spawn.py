@@ -38,12 +38,19 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch.nn import functional as F
 
 from ..directions import derived_seed
 from ..evaluate import resolve_device
 from ..models import build_model
-from ..train import TrainConfig, epoch_order, lr_at, make_optimizer, set_deterministic
+from ..train import (
+    TrainConfig,
+    epoch_order,
+    lr_at,
+    make_optimizer,
+    set_deterministic,
+    steps_per_epoch,
+    train_step,
+)
 
 
 def child_order_seeds(run_seed: int, spawn_seed: int, n_children: int = 2) -> list[int]:
@@ -69,7 +76,7 @@ def pick_snapshot(snapshots: Mapping, step: int) -> dict[str, torch.Tensor]:
 def budget(cfg: TrainConfig, n: int) -> int:
     """Total optimisation steps of a run on ``n`` training samples (its ``train.epochs``; a
     run stopped by ``train.stop_at_loss`` ends earlier: its snapshots' last step)."""
-    return cfg.epochs * math.ceil(n / cfg.batch_size)
+    return cfg.epochs * steps_per_epoch(n, cfg.batch_size)
 
 
 def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, x: torch.Tensor,
@@ -92,7 +99,7 @@ def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, 
     if dev.type == "cuda":  # CPU kernels are deterministic already; the switch costs seconds
         set_deterministic(dev)  # (torch imports its compiler stack to set it)
     n = int(x.shape[0])
-    per_epoch = math.ceil(n / cfg.batch_size)
+    per_epoch = steps_per_epoch(n, cfg.batch_size)
     full = cfg.epochs * per_epoch
     total = full if end_step is None else int(end_step)
     if not 0 <= total <= full:
@@ -124,16 +131,13 @@ def train_child(cfg: TrainConfig, state: Mapping[str, torch.Tensor], step: int, 
         count = 0
         for bi in range(skip if epoch == first_epoch else 0,
                         min(per_epoch, total - epoch * per_epoch)):
-            idx = order[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if not torch.isfinite(loss):
+            loss = train_step(model, opt, x, y,
+                              order[bi * cfg.batch_size:(bi + 1) * cfg.batch_size])
+            if loss is None:
                 status = "diverged"
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
             trained += 1
-            running += loss.detach()
+            running += loss
             count += 1
             bar.update()
         if status == "ok" and not all(bool(torch.isfinite(t).all()) for t in

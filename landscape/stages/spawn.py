@@ -5,7 +5,6 @@ a run stopped by train.stop_at_loss is skipped (skipped.parquet says so)."""
 
 from __future__ import annotations
 
-import math
 import time
 
 from ..checkpoints import load_snapshots
@@ -16,7 +15,7 @@ from ..io import IntegrityError
 from ..models import build_model
 from ..params import from_state, norm, sub
 from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
-from ..train import TrainConfig
+from ..train import TrainConfig, steps_per_epoch
 from ._common import skip_reason
 from ._connectivity import eval_sets, t_grid, with_eval_columns
 from ._runner import Skip
@@ -81,7 +80,7 @@ def measure(job) -> dict:
     frame = evaluate_path(model, LinearPath.from_states(model, a["state"], b["state"]),
                           t_grid(cfg["points"]), sets.data, cfg["batch_size"],
                           bn_data=sets.bn_data, progress=progress)
-    per_epoch = math.ceil(len(train) / tcfg.batch_size)
+    per_epoch = steps_per_epoch(len(train), tcfg.batch_size)
     distance = norm(sub(from_state(a["state"], model), from_state(b["state"], model)))
     rows = with_eval_columns(barrier_table(frame), sets, run=run_id, spawn_step=step,
                              spawn_epoch=step / per_epoch, spawn_seed=spawn_seed,

@@ -51,14 +51,22 @@ def _input_key(name):
     return name.replace(".", "__").replace(":", "__")
 
 
+def pair_checkpoint(side):
+    """Input function: the checkpoint of a pair's run `side` (a or b), looked up in the pair
+    table by the {pair} wildcard (pair ids are never parsed)."""
+
+    def checkpoint(wildcards):
+        run = CONNECTIVITY_PAIRS.loc[wildcards.pair, f"run_{side}"]
+        return f"{RES}/runs/{run}/checkpoint.pt"
+
+    return checkpoint
+
+
 def measurement_inputs(m):
     files = {_input_key(k): v for k, v in registry.inputs(m, RES).items()}
     for side in ("a", "b"):
-        if f"checkpoint_{side}" in m.inputs:  # the pair's run, looked up in the pair table
-            files[f"checkpoint_{side}"] = (
-                lambda wildcards, side=side:
-                f"{RES}/runs/{CONNECTIVITY_PAIRS.loc[wildcards.pair, 'run_' + side]}"
-                "/checkpoint.pt")
+        if f"checkpoint_{side}" in m.inputs:
+            files[f"checkpoint_{side}"] = pair_checkpoint(side)
     return files
 
 
@@ -106,6 +114,7 @@ for _m in MEASUREMENTS:
         threads: 1
         resources:
             gpu=GPUS if _m.per != "study" else 0,
+            cpus_per_task=1,
             **_m.resources,
             **({"group_slots": 1} if _m.group else {}),
         shell:

@@ -20,6 +20,9 @@ rule train:
     threads: 1
     resources:
         gpu=GPUS,
+        mem_mb=2000,  # SLURM sizing, measured (workflow/profiles/slurm/config.yaml says how)
+        runtime=11,
+        cpus_per_task=1,
     shell:
         "python -m landscape train --threads {threads} --data {input.data}"
         " --params {params.train:q} --device {params.device} --out {params.out} > {log} 2>&1"
