@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: `--help` stays light
 STAGES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "hessian": ("hessian", "sharpness"),
+    "matrices": ("curvature_matrices",),
     "slices": ("slices", "slice_directions"),
     "connectivity": ("connectivity", "spawn"),
     "robustness": ("robustness", "generalisation"),
@@ -65,7 +66,8 @@ KINDS = {"forward": "forward", "fwd_bwd": "forward+backward", "hvp": "HVP",
 BOUNDS = ("exact", "lower bound", "upper bound", "not counted")
 UNIT_COLUMNS = ["stage", "item", "model", "kind", "passes", "bound", "note"]
 REPORT_COLUMNS = {
-    "stage": "rule family: train; hessian (hessian + sharpness rules); slices (slice_shard + "
+    "stage": "rule family: train; hessian (hessian + sharpness rules); matrices "
+             "(curvature_matrices); slices (slice_shard + "
              "slice_directions); connectivity (connectivity_pair + spawn rules); robustness "
              "(robustness + generalisation)",
     "jobs": "jobs that ran: benchmark files in benchmarks/<module>/ of the family's stage "
@@ -170,7 +172,7 @@ def read_tables(tables_dir: str | Path, names) -> dict[str, pd.DataFrame | None]
 
 
 TABLES = ("runs", "training", "hessian_eigs", "hessian_trace", "hessian_density",
-          "curvature_repeats", "sharpness_trajectory", "slice_1d", "slice_2d",
+          "curvature_repeats", "sharpness_trajectory", "curvature_matrices", "slice_1d", "slice_2d",
           "trajectory_projection", "robustness", "flatness", "connectivity", "spawn_barriers")
 
 
@@ -291,6 +293,22 @@ def _slices_units(t: dict, models: Mapping[str, str]) -> list[dict]:
     return out + _bn_units("slices", t, ("slice_1d", "slice_2d", "trajectory_projection"))
 
 
+def _matrices_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    cm = t["curvature_matrices"]
+    if cm is None:  # or the stage is off (hessian.matrices.names: [])
+        return [_absent("matrices", "products of H, G and F", "curvature_matrices")]
+    out = []
+    h, other = cm[cm["matrix"] == "hessian"], cm[cm["matrix"] != "hessian"]
+    if len(h):
+        out += _per_run("matrices", "HVP: Hessian (curvature_matrices)", h,
+                        h["n_mv"] * h["eval_size"], models, "hvp")
+    if len(other):
+        out += _per_run("matrices", "Gauss–Newton/Fisher products (curvature_matrices)", other,
+                        other["n_mv"] * other["eval_size"], models, "fwd_bwd", "lower bound",
+                        "a jvp and a vjp per product: at least a forward and a backward pass")
+    return out
+
+
 def _robustness_units(t: dict, models: Mapping[str, str]) -> list[dict]:
     out = []
     noise, flat = t["robustness"], t["flatness"]
@@ -370,7 +388,8 @@ def work_units(tables: Mapping[str, pd.DataFrame | None],
     per stage, item and model: ``passes`` (images through the model, of ``kind`` in ``KINDS``),
     ``bound`` (``BOUNDS``) and a ``note``. ``models`` maps run → model key (``model_key``)."""
     t = {n: tables.get(n) for n in TABLES}
-    rows = (_train_units(t, models) + _hessian_units(t, models) + _slices_units(t, models)
+    rows = (_train_units(t, models) + _hessian_units(t, models) + _matrices_units(t, models)
+            + _slices_units(t, models)
             + _connectivity_units(t, models) + _robustness_units(t, models))
     return pd.DataFrame(rows, columns=UNIT_COLUMNS)
 

@@ -92,6 +92,8 @@ def synthetic_tables(tmp_path) -> dict:
         "hessian_density": frame("hessian_density", [
             {"run": RUN, "eigenvalue": float(i), "n_starts": 3, "n_steps": 4, "n_hvp": 7,
              "eval_size": 10} for i in range(2)]),
+        "curvature_matrices": frame("curvature_matrices", [
+            {"run": RUN, "matrix": m, "n_mv": 30, "eval_size": 10} for m in ("hessian", "ggn")]),
         "robustness": frame("robustness", [
             {"run": RUN, "mode": "absolute", "sigma": s, "draw": d, "split": sp, "eval_size": 10}
             for s in (0.0, 0.1) for d in (0, 1) for sp in ("train", "test")]),
@@ -143,8 +145,15 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     status = {s: cost.count_status(units.loc[units["stage"] == s, "bound"])
               for s in cost.STAGES}
     # hessian: trace and sharpness tables missing (not counted)
-    assert status == {"train": "exact", "hessian": "lower bound", "slices": "lower bound",
-                      "connectivity": "lower bound", "robustness": "lower bound"}
+    assert status == {"train": "exact", "hessian": "lower bound", "matrices": "lower bound",
+                      "slices": "lower bound", "connectivity": "lower bound",
+                      "robustness": "lower bound"}
+    h = passes("matrices", "HVP: Hessian")
+    assert h["passes"] == 30 * 10 and h["kind"] == "hvp" and h["bound"] == "exact"
+    g = passes("matrices", "Gauss–Newton")
+    assert g["passes"] == 30 * 10 and g["bound"] == "lower bound"
+    assert cost.count_status(cost.work_units({**t, "curvature_matrices": None}, {RUN: "m"})
+                             .query("stage == 'matrices'")["bound"]) == "lower bound"
     # a density table from before n_hvp was recorded: an upper bound from its settings
     old = {**t, "hessian_density": t["hessian_density"].drop(columns="n_hvp")}
     units = cost.work_units(old, {RUN: "m"})
@@ -187,7 +196,8 @@ def test_report_has_the_documented_columns_and_rates():
     rob = report.set_index("stage").loc["robustness"]
     assert rob["count"] == "lower bound" and math.isnan(rob["gflop"])
     total = report.set_index("stage").loc["total"]
-    assert total["jobs"] == 10 and total["cpu_s"] == pytest.approx(50.0)
+    n = len(cost.STAGES)
+    assert total["jobs"] == 2 * n and total["cpu_s"] == pytest.approx(10.0 * n)
     line = cost.where_the_time_goes(report, 100e9)
     assert line.startswith("where the time goes: ") and "peak" in line
     assert "warning" not in line

@@ -245,3 +245,33 @@ def test_curvature_is_repeated_on_other_subsets(trained):
     assert rep["trace"].iloc[0] == trace[trace["method"] == "hutchinson"]["trace"].iloc[0]
     assert rep["lambda_max"].iloc[1] != rep["lambda_max"].iloc[0]
     assert rep["lambda_max"].iloc[1] > 0 and np.isfinite(rep["trace"].iloc[1])
+
+
+def test_curvature_matrices_stage(trained):
+    """H, G and F of one run: H's numbers agree with the curvature stage's (the same probes give
+    the same Hutchinson trace; λ_max to the Lanczos tolerance), G and F are PSD, and a switch-off
+    list is an error-free empty stage."""
+    root, prepared, run = trained
+    t, _ = run_hessian(root, prepared, run, tag="m")
+    params = {**PARAMS, "matrices": {"names": ["hessian", "ggn", "ef"], "lanczos_steps": 30,
+                                     "hutchinson": PARAMS["trace"]["hutchinson"]}}
+    out = {n: root / f"m_{n}.parquet" for n in ("curvature_matrices", "matrix_density")}
+    rc = main(["curvature-matrices", "--threads", "1", "--in", f"data={prepared}", "--in",
+               f"checkpoint={run / 'checkpoint.pt'}", "--params", json.dumps(params), "--device",
+               "cpu", *(a for n, p in out.items() for a in ("--out", f"{n}={p}")),
+               "--no-progress"])
+    assert rc == 0
+    cm = read_table(out["curvature_matrices"], "curvature_matrices").set_index("matrix")
+    assert list(cm.index) == ["hessian", "ggn", "ef"]  # in the order of `names`
+    assert cm["converged"].all() and (cm["lanczos_steps"] == 30).all()
+    lmax = t["eigs"].query("method == 'lanczos' and which == 'largest_algebraic' and k == 1")
+    assert cm.loc["hessian", "lambda_max"] == pytest.approx(lmax["eigenvalue"].iloc[0], rel=2e-3)
+    hutch = t["trace"].set_index("method").loc["hutchinson", "trace"]
+    assert cm.loc["hessian", "trace"] == pytest.approx(hutch, rel=1e-9)
+    for m in ("ggn", "ef"):
+        assert cm.loc[m, "lambda_min"] > -1e-6 * cm.loc[m, "lambda_max"]
+        assert cm.loc[m, "trace"] > 0
+    dens = read_table(out["matrix_density"], "matrix_density")
+    for m, d in dens.groupby("matrix"):
+        d = d.sort_values("eigenvalue")
+        assert np.trapezoid(d["density"], d["eigenvalue"]) == pytest.approx(1.0, rel=1e-6), m

@@ -17,8 +17,9 @@ from landscape.tables import read_table, table_meta
 from .test_workflow import SNAKEMAKE, job_counts, results, write_config
 
 pytestmark = pytest.mark.slow
-TABLES = ["hessian_eigs", "hessian_trace", "hessian_density", "sharpness_trajectory"]
-FIGURES = ["hessian_density", "hessian_generalisation", "hessian_sharpness"]
+TABLES = ["hessian_eigs", "hessian_trace", "hessian_density", "sharpness_trajectory",
+          "curvature_matrices", "matrix_density"]
+FIGURES = ["hessian_density", "hessian_generalisation", "hessian_sharpness", "hessian_matrices"]
 
 
 def targets(repo: Path) -> list[str]:
@@ -64,7 +65,10 @@ def test_outputs(repo):
     (lambda h: h["sharpness"].update(tol=0.05), {"sharpness"}, {"hessian", "train"}),
     (lambda h: h["trace"].update(hutchinson=7), {"hessian"}, {"sharpness", "train"}),
     (lambda h: h["density"].update(n_steps=9), {"hessian"}, {"sharpness", "train"}),
-    (lambda h: h.update(eval_size=100), {"hessian", "sharpness"}, {"train"}),
+    (lambda h: h.update(eval_size=100), {"hessian", "sharpness", "curvature_matrices"},
+     {"train"}),
+    (lambda h: h["matrices"].update(hutchinson=5), {"curvature_matrices"},
+     {"hessian", "sharpness", "train"}),
 ])
 def test_config_change_reruns_only_what_it_affects(repo, edit, must, must_not):
     def change(cfg):
@@ -72,7 +76,7 @@ def test_config_change_reruns_only_what_it_affects(repo, edit, must, must_not):
 
     jobs = planned(repo, write_config(repo, "changed.yaml", change))
     assert must <= jobs and not (must_not & jobs), jobs
-    assert jobs <= must | {f"gather_{j}" for j in must} | {"plot_hessian"}, jobs
+    assert jobs <= must | {f"gather_{j}" for j in must} | {"plot_hessian", "plot_matrices"}, jobs
 
 
 @pytest.mark.parametrize("module,must,must_not", [

@@ -486,7 +486,7 @@ def test_every_module_edit_plans_exactly_the_rules_that_import_it(tmp_path):
                                                           "generalisation", "findings"}
 
 
-TOY_STAGE = '''"""Stage: a toy measurement, the weight norm of each run (written by the registry test)."""
+TOY_STAGE = '''"""Stage: a toy measurement, the weight norm of each run (the registry test's)."""
 
 from __future__ import annotations
 

@@ -172,3 +172,61 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
                bbox_to_anchor=(1.0, 0.5), fontsize=8, title=enc.title(), title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+MATRIX_STYLE = {"hessian": ("o", "H (Hessian)"), "ggn": ("s", "G (Gauss–Newton)"),
+                "ef": ("^", "F (empirical Fisher)")}
+
+
+def matrices_figure(cm: pd.DataFrame, density: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
+    """λ_max and trace (± 1 s.e.) of each curvature matrix per run (runs ordered by optimiser,
+    η, batch size and seed; marker by matrix), and the spectral densities of the three matrices
+    for the run with the median Hessian λ_max."""
+    order = _runs_in_order(runs, cm["run"].unique())
+    if order.empty:
+        return empty_figure("no curvature matrix measured (every run skipped)")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+    pos = {r: i for i, r in enumerate(order["run"])}
+    names = [m for m in MATRIX_STYLE if m in set(cm["matrix"])]
+    width = 0.22
+    for k, m in enumerate(names):
+        d = cm[cm["matrix"] == m]
+        x = np.array([pos[r] for r in d["run"]]) + (k - (len(names) - 1) / 2) * width
+        marker, label = MATRIX_STYLE[m]
+        axes[0].plot(x, d["lambda_max"], marker, color=f"C{k}", label=label, ms=6, ls="none")
+        axes[1].errorbar(x, d["trace"], yerr=d["trace_std_error"], fmt=marker, color=f"C{k}",
+                         label=label, ms=6, capsize=2, ls="none")
+    for ax, title in ((axes[0], "λ_max (largest eigenvalue)"),
+                      (axes[1], "trace (Hutchinson, ± 1 s.e.)")):
+        ax.set_xticks(range(len(order)), [_label(r) for _, r in order.iterrows()], rotation=60,
+                      ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        if (cm["lambda_max" if ax is axes[0] else "trace"] > 0).all():
+            log_axis(ax, "y")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    h = cm[cm["matrix"] == "hessian"] if "hessian" in names else cm[cm["matrix"] == names[0]]
+    h = h.sort_values("lambda_max")
+    run = h["run"].iloc[(len(h) - 1) // 2]
+    ax = axes[2]
+    for k, m in enumerate(names):
+        d = density[(density["run"] == run) & (density["matrix"] == m)].sort_values("eigenvalue")
+        if d.empty:
+            continue
+        peak = d["density"].max()
+        ax.semilogy(d["eigenvalue"], np.maximum(d["density"], peak * 1e-9), color=f"C{k}",
+                    label=MATRIX_STYLE[m][1], lw=1.2)
+        ax.set_ylim(bottom=peak * 1e-7)
+    row = order[order["run"] == run].iloc[0]
+    ax.set_title(f"spectral density (one-start SLQ), {_label(row)}", fontsize=9)
+    ax.set_xlabel("eigenvalue λ")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    first = cm.iloc[0]
+    fig.suptitle(f"Hessian, generalised Gauss–Newton and empirical Fisher on {first['eval_set']} "
+                 f"(one {int(first['lanczos_steps'])}-step Lanczos run and "
+                 f"{int(first['n_probes'])} probes per matrix)", fontsize=10)
+    _skipped_note(fig, runs, order["run"])
+    fig.tight_layout()
+    return fig

@@ -562,6 +562,56 @@ def finding_generalisation(tables: dict[str, pd.DataFrame]) -> list[Finding]:
     return out
 
 
+MATRIX_NAMES = {"ggn": "the generalised Gauss–Newton G", "ef": "the empirical Fisher F"}
+
+
+def finding_matrices(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """How λ_max and the trace of the Gauss–Newton and empirical Fisher compare with the
+    Hessian's, run by run on the same evaluation set: the ratio's median and range, and how many
+    runs differ beyond the uncertainty of each number (Lanczos residuals for λ_max, whose error
+    they bound; twice the combined Hutchinson standard error for the trace)."""
+    cm = tables.get("curvature_matrices")
+    if cm is None or cm.empty or "hessian" not in set(cm["matrix"]):
+        return []
+    h = cm[cm["matrix"] == "hessian"].set_index("run")
+    out = []
+    for m, name in MATRIX_NAMES.items():
+        d = cm[cm["matrix"] == m].set_index("run").join(h, rsuffix="_h", how="inner")
+        if d.empty:
+            continue
+        parts, numbers = [], {"n": len(d)}
+        for col, label, err in (("lambda_max", "λ_max", "residual"),
+                                ("trace", "trace", "trace_std_error")):
+            ok = d[[col, f"{col}_h"]].notna().all(axis=1) & (d[f"{col}_h"] != 0)
+            if not ok.any():
+                continue
+            ratio = d.loc[ok, col] / d.loc[ok, f"{col}_h"]
+            k = 1.0 if col == "lambda_max" else 2.0
+            bound = k * (d[err] + d[f"{err}_h"] if col == "lambda_max"
+                         else np.sqrt(d[err] ** 2 + d[f"{err}_h"] ** 2))
+            diff = (d[col] - d[f"{col}_h"])[ok]
+            lower, higher = int((diff < -bound[ok]).sum()), int((diff > bound[ok]).sum())
+            within = int(ok.sum()) - lower - higher
+            rule = ("their Lanczos residuals" if col == "lambda_max"
+                    else "twice the combined standard error")
+            parts.append(f"its {label} was {fmt(ratio.median())}× the Hessian's (median over "
+                         f"{int(ok.sum())} runs; range {fmt(ratio.min())}–{fmt(ratio.max())}): "
+                         f"below H's by more than {rule} in {lower} runs, above in {higher}, "
+                         f"within in {within}")
+            numbers.update({f"{col}_ratio_median": float(ratio.median()),
+                            f"{col}_lower": lower, f"{col}_higher": higher,
+                            f"{col}_within": within})
+        if parts:
+            text = (f"On each run's evaluation set, for {name}, " + "; ".join(parts)
+                    + (". G is positive semi-definite and H = G + R, so a G close to H says the "
+                       "residual R (the network's own curvature times the loss gradient in the "
+                       "logits) is small there" if m == "ggn" else
+                       ". F uses the observed labels, not the model's: it is not a curvature "
+                       "matrix in general (Kunstner et al. 2019)") + ".")
+            out.append(Finding("curvature", f"matrices_{m}", text, numbers))
+    return out
+
+
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     """The findings as a ``findings`` table (numbers as JSON)."""
     import json

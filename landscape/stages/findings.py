@@ -84,7 +84,8 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
         out += finding_curvature(table, tables.get("sharpness_trajectory"))
     if "slice_1d" in tables:
         out += finding_slices(tables["slice_1d"], runs)
-    for name, fn in (("barriers", "finding_connectivity"), ("robustness", "finding_robustness"),
+    for name, fn in (("curvature_matrices", "finding_matrices"),
+                     ("barriers", "finding_connectivity"), ("robustness", "finding_robustness"),
                      ("correlations", "finding_generalisation")):
         if name in tables and hasattr(f, fn):
             out += getattr(f, fn)(tables)

@@ -3,6 +3,7 @@
 # made by it (common.smk: plot_targets), so switching a stage off drops its figures too.
 #   plot_training        training, runs          -> figures/training_curves, final_vs_hparams
 #   plot_hessian         hessian_*, sharpness    -> figures/hessian_{density,generalisation,sharpness}
+#   plot_matrices        curvature_matrices, ... -> figures/hessian_matrices (H, Gauss–Newton, Fisher)
 #   plot_slices          slice_*, pca_variance   -> figures/slices_*, slices/{contour,surface}_{run}
 #   plot_connectivity    connectivity, barriers  -> figures/connectivity_{paths,barriers}
 #   plot_spawn           spawn_barriers          -> figures/connectivity_spawn
@@ -15,6 +16,7 @@ SLICE_RUN_FIGURES = {kind: [f"{RES}/figures/slices/{kind}_{run}.png" for run in 
 
 localrules:
     plot_hessian,
+    plot_matrices,
     plot_slices,
     plot_connectivity,
     plot_spawn,
@@ -221,3 +223,27 @@ rule plot_generalisation:
         " --correlations {input.correlations} --granulated {input.granulated} --runs {input.runs}"
         " --params {params.plots:q} --out-measures {output.measures}"
         " --out-correlations {output.correlations} > {log} 2>&1"
+
+
+rule plot_matrices:
+    input:
+        matrices=f"{RES}/tables/curvature_matrices.parquet",
+        density=f"{RES}/tables/matrix_density.parquet",
+        runs=f"{RES}/tables/runs.parquet",
+        code=src("plot_matrices"),
+    output:
+        figure=report(
+            f"{RES}/figures/hessian_matrices.png",
+            caption="../report/hessian_matrices.rst",
+            category="Curvature",
+        ),
+        vectors=vector_copies(f"{RES}/figures/hessian_matrices.png"),
+    params:
+        plots=as_json(config["plots"]),
+    conda:
+        ENV
+    log:
+        f"{RES}/logs/plot_matrices.log",
+    shell:
+        "python -m landscape plot-matrices --matrices {input.matrices} --density {input.density}"
+        " --runs {input.runs} --params {params.plots:q} --out {output.figure} > {log} 2>&1"
