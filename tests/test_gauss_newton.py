@@ -112,3 +112,34 @@ def test_bad_arguments_are_errors():
     model.train()
     with pytest.raises(RuntimeError, match="eval mode"):
         op.matvec(torch.zeros(op.dim, dtype=torch.float64))
+
+
+def test_layer_blocks_against_dense_blocks():
+    """Per-layer λ_max of the diagonal blocks (Lanczos in the block, enough steps to be exact)
+    equals the dense block's top eigenvalue; in a ReLU network each layer's block of H equals G's
+    (the logits are piecewise linear in one layer's weights) while H ≠ G; the blocks' traces from
+    the shared probes add up to the whole matrix's estimate."""
+    from landscape.stages.curvature_matrices import compare, layer_blocks
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double().eval()
+    x, y = data(n=9)
+    h, g, _ = dense(model, x, y)
+    assert not torch.allclose(h, g, atol=1e-6)
+    params = {"batch_size": None, "hvp_method": "auto", "max_cache_mb": 64, "seed": 0,
+              "eigs": {"tol": 1e-6}, "density": {"sigma_scale": 1.0, "grid_size": 64},
+              "matrices": {"names": ["hessian", "ggn"], "lanczos_steps": 43, "hutchinson": 6,
+                           "layer_matrices": ["hessian", "ggn"], "layer_steps": 40}}
+    rows, _, layers = compare(model, x, y, params)
+    blocks = layer_blocks(HessianOperator(model, x, y))
+    assert [b[0] for b in blocks] == ["0", "2"] and blocks[-1][2] == h.shape[0]
+    for r in layers:
+        _, a, b = blocks[r["position"]]
+        mat = (h if r["matrix"] == "hessian" else g)[a:b, a:b]
+        assert r["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(mat)[-1]), rel=1e-8)
+        torch.testing.assert_close(h[a:b, a:b], g[a:b, a:b], rtol=1e-9, atol=1e-12)
+    for row in rows:
+        parts = sum(r["trace"] for r in layers if r["matrix"] == row["matrix"])
+        assert parts == pytest.approx(row["trace"], rel=1e-10)
+        top = float(torch.linalg.eigvalsh(h if row["matrix"] == "hessian" else g)[-1])
+        assert row["lambda_max"] == pytest.approx(top, rel=1e-8)

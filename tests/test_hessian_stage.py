@@ -255,7 +255,8 @@ def test_curvature_matrices_stage(trained):
     t, _ = run_hessian(root, prepared, run, tag="m")
     params = {**PARAMS, "matrices": {"names": ["hessian", "ggn", "ef"], "lanczos_steps": 30,
                                      "hutchinson": PARAMS["trace"]["hutchinson"]}}
-    out = {n: root / f"m_{n}.parquet" for n in ("curvature_matrices", "matrix_density")}
+    out = {n: root / f"m_{n}.parquet"
+           for n in ("curvature_matrices", "matrix_density", "layer_curvature")}
     rc = main(["curvature-matrices", "--threads", "1", "--in", f"data={prepared}", "--in",
                f"checkpoint={run / 'checkpoint.pt'}", "--params", json.dumps(params), "--device",
                "cpu", *(a for n, p in out.items() for a in ("--out", f"{n}={p}")),
@@ -271,6 +272,13 @@ def test_curvature_matrices_stage(trained):
     for m in ("ggn", "ef"):
         assert cm.loc[m, "lambda_min"] > -1e-6 * cm.loc[m, "lambda_max"]
         assert cm.loc[m, "trace"] > 0
+    layers = read_table(out["layer_curvature"], "layer_curvature")
+    assert set(layers["matrix"]) == {"hessian", "ggn", "ef"}
+    h = layers[layers["matrix"] == "hessian"]
+    assert h["lambda_max"].notna().all() and (h["n_mv"] == 8).all()  # layer_matrices: hessian
+    assert layers[layers["matrix"] != "hessian"]["lambda_max"].isna().all()
+    assert h["trace"].sum() == pytest.approx(cm.loc["hessian", "trace"], rel=1e-9)
+    assert (h["lambda_max"] <= cm.loc["hessian", "lambda_max"] * (1 + 1e-2)).all()
     dens = read_table(out["matrix_density"], "matrix_density")
     for m, d in dens.groupby("matrix"):
         d = d.sort_values("eigenvalue")

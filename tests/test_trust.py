@@ -228,3 +228,44 @@ def test_seed_study_cites_reachable_sources():
     ref = yaml.safe_load((REPO / "studies/seed_reference.yaml").read_text())
     assert "github.com/shubham171002/FourKites_Assessment" in ref["source"]
     assert "notebooks/experiments.ipynb" in ref["source"]
+
+
+def _matrix_rows(run, h, g, h_se=0.1, g_se=0.1, res=0.01):
+    return [{"run": run, "matrix": "hessian", "lambda_max": h, "residual": res, "trace": 10 * h,
+             "trace_std_error": h_se},
+            {"run": run, "matrix": "ggn", "lambda_max": g, "residual": res, "trace": 10 * g,
+             "trace_std_error": g_se}]
+
+
+def test_matrix_finding_counts_only_beyond_the_uncertainty():
+    """G's λ_max is called below H's only beyond the two Lanczos residuals, its trace only beyond
+    twice the combined standard error; the ratio's median and range are reported."""
+    from landscape.report.findings import finding_matrices
+
+    cm = pd.DataFrame(_matrix_rows("a", 10.0, 9.0)            # λ: 1 apart, residuals 0.02
+                      + _matrix_rows("b", 10.0, 9.99)         # λ: 0.01 apart: within
+                      + _matrix_rows("c", 10.0, 10.5, res=1.0))  # within (residuals 2)
+    (f,) = finding_matrices({"curvature_matrices": cm})
+    n = f.numbers
+    assert (n["lambda_max_lower"], n["lambda_max_higher"], n["lambda_max_within"]) == (1, 0, 2)
+    # traces 100 vs 90 (se 0.1 each: beyond), 100 vs 99.9 (within), 100 vs 105 (beyond, higher)
+    assert (n["trace_lower"], n["trace_higher"], n["trace_within"]) == (1, 1, 1)
+    assert n["lambda_max_ratio_median"] == pytest.approx(0.999)
+    assert "generalised Gauss–Newton" in f.text and "3 runs" in f.text
+
+
+def test_layer_finding_names_the_sharpest_layer():
+    from landscape.report.findings import finding_layers
+
+    rows = []
+    for run, top in (("a", "fc"), ("b", "fc"), ("c", "conv")):
+        for pos, layer in enumerate(("conv", "fc")):
+            rows.append({"run": run, "matrix": "hessian", "layer": layer, "position": pos,
+                         "lambda_max": 5.0 if layer == top else 1.0,
+                         "trace": 3.0 if layer == "conv" else 1.0})
+    cm = pd.DataFrame([{"run": r, "matrix": "hessian", "lambda_max": 10.0} for r in "abc"])
+    (f,) = finding_layers({"layer_curvature": pd.DataFrame(rows), "curvature_matrices": cm})
+    assert f.numbers["layer"] == "fc" and f.numbers["count"] == 2 and f.numbers["n"] == 3
+    assert f.numbers["block_to_whole_median"] == pytest.approx(0.5)
+    assert f.numbers["trace_share_layer"] == "conv"
+    assert f.numbers["trace_share_median"] == pytest.approx(0.75)

@@ -84,26 +84,31 @@ class GaussNewtonOperator:
                                                    self.shapes, strict=True)}
         self.n_hvp += 1
         out = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
-        for i, j in self.batches:
-            def f(p, i=i, j=j):
-                return self._logits(p, i, j)
-
-            with warnings.catch_warnings():  # torch's forward-mode AD loads its decompositions
-                warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated")  # once
-                logits, jv = jvp(f, (self.params,), (tangent,))
-            p = torch.softmax(logits, dim=-1)
-            if self.kind == "ggn":
-                u = p * jv - p * (p * jv).sum(-1, keepdim=True)  # H_ℓ (J v), per sample
-            else:
-                r = p - F.one_hot(self.y[i:j], p.shape[-1]).to(p.dtype)  # ∂ℓ_i/∂f_i
-                u = r * (r * jv).sum(-1, keepdim=True)  # r_i (g_iᵀ v)
-            _, pull = vjp(f, self.params)
-            (back,) = pull(u / self.n)
-            out += flatten([back[n] for n in self.names], torch.float64)
+        with torch.no_grad():  # torch.func builds its own graphs: no autograd record around them
+            for i, j in self.batches:
+                out += self._batch_product(tangent, i, j)
         if not bool(torch.isfinite(out).all()):
             raise NonFiniteError(f"non-finite {KINDS[self.kind]}-vector product (product "
                                  f"{self.n_hvp}); the weights or the evaluation set give inf/NaN")
         return out
+
+    def _batch_product(self, tangent: dict, i: int, j: int) -> torch.Tensor:
+        """This mini-batch's share of the product (already divided by N), flat float64."""
+        def f(p):
+            return self._logits(p, i, j)
+
+        with warnings.catch_warnings():  # torch's forward-mode AD loads its decompositions
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated")  # once
+            logits, jv = jvp(f, (self.params,), (tangent,))
+        p = torch.softmax(logits, dim=-1)
+        if self.kind == "ggn":
+            u = p * jv - p * (p * jv).sum(-1, keepdim=True)  # H_ℓ (J v), per sample
+        else:
+            r = p - F.one_hot(self.y[i:j], p.shape[-1]).to(p.dtype)  # ∂ℓ_i/∂f_i
+            u = r * (r * jv).sum(-1, keepdim=True)  # r_i (g_iᵀ v)
+        _, pull = vjp(f, self.params)
+        (back,) = pull(u / self.n)
+        return flatten([back[n] for n in self.names], torch.float64)
 
     def loss(self) -> float:
         """Mean loss over the evaluation set (eval mode)."""

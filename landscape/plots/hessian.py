@@ -230,3 +230,45 @@ def matrices_figure(cm: pd.DataFrame, density: pd.DataFrame, runs: pd.DataFrame)
     _skipped_note(fig, runs, order["run"])
     fig.tight_layout()
     return fig
+
+
+def layers_figure(layers: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
+    """Which layers carry the curvature: λ_max of each layer's diagonal Hessian block (left) and
+    its share of the trace (right, block trace / sum over blocks), against the layer (input side
+    first), one line per run (colour and marker by the varied hyper-parameters)."""
+    h = layers[layers["matrix"] == "hessian"]
+    if h.empty:
+        h = layers[layers["matrix"] == layers["matrix"].iloc[0]] if len(layers) else h
+    order = _runs_in_order(runs, h["run"].unique())
+    if order.empty:
+        return empty_figure("no layer curvature measured (every run skipped)")
+    matrix = h["matrix"].iloc[0]
+    names = h.drop_duplicates("position").sort_values("position")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    enc = Encoding(runs)
+    for _, row in order.iterrows():
+        d = h[h["run"] == row["run"]].sort_values("position")
+        share = d["trace"] / d["trace"].sum()
+        kw = dict(color=enc.colour(row["run"]), marker=enc.marker(row["run"]), ms=5, lw=1)
+        if d["lambda_max"].notna().any():
+            axes[0].plot(d["position"], d["lambda_max"], **kw)
+        axes[1].plot(d["position"], share, **kw)
+    labels = [f"{n}\n({int(p):,} params)" for n, p in zip(names["layer"], names["n_params"],
+                                                          strict=True)]
+    for ax in axes:
+        ax.set_xticks(names["position"], labels, fontsize=7)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("layer (input side first)")
+    if (h["lambda_max"] > 0).all():
+        log_axis(axes[0], "y")
+    axes[0].set_ylabel(f"λ_max of the layer's diagonal block ({matrix})")
+    axes[1].set_ylabel("share of the trace (block trace / sum)")
+    axes[1].axhline(0, color="k", lw=0.5)
+    fig.legend(handles=enc.legend_handles("marker"), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8, title=enc.title(), title_fontsize=8)
+    fig.suptitle(f"Curvature by layer ({matrix}; blocks of the layer's own weights and bias; "
+                 "traces from the matrix's Hutchinson probes, so shares are estimates)",
+                 fontsize=10)
+    _skipped_note(fig, runs, order["run"])
+    fig.tight_layout()
+    return fig

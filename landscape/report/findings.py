@@ -596,7 +596,8 @@ def finding_matrices(tables: dict[str, pd.DataFrame]) -> list[Finding]:
                     else "twice the combined standard error")
             parts.append(f"its {label} was {fmt(ratio.median())}× the Hessian's (median over "
                          f"{int(ok.sum())} runs; range {fmt(ratio.min())}–{fmt(ratio.max())}): "
-                         f"below H's by more than {rule} in {lower} runs, above in {higher}, "
+                         f"below H's by more than {rule} in {lower} run{'s' * (lower != 1)}, "
+                         f"above in {higher}, "
                          f"within in {within}")
             numbers.update({f"{col}_ratio_median": float(ratio.median()),
                             f"{col}_lower": lower, f"{col}_higher": higher,
@@ -610,6 +611,44 @@ def finding_matrices(tables: dict[str, pd.DataFrame]) -> list[Finding]:
                        "matrix in general (Kunstner et al. 2019)") + ".")
             out.append(Finding("curvature", f"matrices_{m}", text, numbers))
     return out
+
+
+def finding_layers(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """Which layer's diagonal Hessian block has the largest λ_max and the largest share of the
+    trace, over runs; and the block λ_max against the whole Hessian's (interlacing: ≤ 1)."""
+    lay = tables.get("layer_curvature")
+    if lay is None or lay.empty:
+        return []
+    h = lay[(lay["matrix"] == "hessian") & lay["lambda_max"].notna()]
+    if h.empty:
+        return []
+    top = h.loc[h.groupby("run")["lambda_max"].idxmax()]
+    counts = top["layer"].value_counts()
+    n = len(top)
+    lead = counts.index[0]
+    text = (f"The largest λ_max of a layer's own diagonal Hessian block was in layer {lead} in "
+            f"{int(counts.iloc[0])} of {n} runs"
+            + (" (" + ", ".join(f"{k}: {int(v)}" for k, v in counts.iloc[1:].items()) + ")"
+               if len(counts) > 1 else ""))
+    numbers = {"n": n, "layer": lead, "count": int(counts.iloc[0])}
+    cm = tables.get("curvature_matrices")
+    if cm is not None and not cm.empty:
+        whole = cm[cm["matrix"] == "hessian"].set_index("run")["lambda_max"]
+        ratio = (top.set_index("run")["lambda_max"] / whole).dropna()
+        if len(ratio):
+            text += (f"; that block's λ_max was {fmt(ratio.median())}× the whole Hessian's "
+                     f"(median; range {fmt(ratio.min())}–{fmt(ratio.max())}; at most 1 by "
+                     "interlacing, below 1 as far as layers couple)")
+            numbers["block_to_whole_median"] = float(ratio.median())
+    t = lay[lay["matrix"] == "hessian"].copy()
+    total = t.groupby("run")["trace"].transform("sum")
+    t["share"] = t["trace"] / total
+    share = t.groupby("layer")["share"].median().sort_values(ascending=False)
+    text += (f". By the trace, layer {share.index[0]} held the largest share (median "
+             f"{fmt(share.iloc[0])} of the Hutchinson estimate over runs).")
+    numbers["trace_share_layer"] = share.index[0]
+    numbers["trace_share_median"] = float(share.iloc[0])
+    return [Finding("curvature", "layers", text, numbers)]
 
 
 def findings_frame(findings: list[Finding]) -> pd.DataFrame:

@@ -32,3 +32,19 @@ register("matrix_density", ["run", "matrix", "eigenvalue"], [
     Col("density", "float64", "one-start SLQ spectral density at λ (integrates to 1)"),
     Col("sigma", "float64", "Gaussian smoothing width (landscape.hessian.density)"),
 ])
+
+register("layer_curvature", ["run", "matrix", "layer"], [
+    Col("run", "string", "run identifier"),
+    MATRIX,
+    Col("layer", "string", "module whose own parameters form the block, e.g. conv1 or fc2"),
+    Col("position", "int64", "the layer's order in the network (0: the input side)"),
+    Col("n_params", "int64", "parameters in the block (weights and bias)"),
+    Col("lambda_max", "float64", "largest eigenvalue of the layer's diagonal block M_ll "
+        "(Lanczos in the block; NaN when the matrix is not in hessian.matrices.layer_matrices)"),
+    Col("residual", "float64", "‖M_ll v − λv‖ of its Ritz vector"),
+    Col("converged", "bool", "residual ≤ hessian.eigs.tol × largest |Ritz value|"),
+    Col("trace", "float64", "tr(M_ll) by the matrix's Hutchinson probes restricted to the block "
+        "(E[z_lᵀ(Mz)_l] = tr(M_ll); the blocks' traces sum to the matrix's trace estimate)"),
+    Col("trace_std_error", "float64", "its standard error over the probes"),
+    Col("n_mv", "int64", "extra products of the block's Lanczos run"),
+])

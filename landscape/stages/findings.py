@@ -85,6 +85,7 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
     if "slice_1d" in tables:
         out += finding_slices(tables["slice_1d"], runs)
     for name, fn in (("curvature_matrices", "finding_matrices"),
+                     ("layer_curvature", "finding_layers"),
                      ("barriers", "finding_connectivity"), ("robustness", "finding_robustness"),
                      ("correlations", "finding_generalisation")):
         if name in tables and hasattr(f, fn):

@@ -3,7 +3,7 @@
 # made by it (common.smk: plot_targets), so switching a stage off drops its figures too.
 #   plot_training        training, runs          -> figures/training_curves, final_vs_hparams
 #   plot_hessian         hessian_*, sharpness    -> figures/hessian_{density,generalisation,sharpness}
-#   plot_matrices        curvature_matrices, ... -> figures/hessian_matrices (H, Gauss–Newton, Fisher)
+#   plot_matrices        curvature_matrices, ... -> figures/hessian_{matrices,layers}
 #   plot_slices          slice_*, pca_variance   -> figures/slices_*, slices/{contour,surface}_{run}
 #   plot_connectivity    connectivity, barriers  -> figures/connectivity_{paths,barriers}
 #   plot_spawn           spawn_barriers          -> figures/connectivity_spawn
@@ -229,6 +229,7 @@ rule plot_matrices:
     input:
         matrices=f"{RES}/tables/curvature_matrices.parquet",
         density=f"{RES}/tables/matrix_density.parquet",
+        layers=f"{RES}/tables/layer_curvature.parquet",
         runs=f"{RES}/tables/runs.parquet",
         code=src("plot_matrices"),
     output:
@@ -237,7 +238,13 @@ rule plot_matrices:
             caption="../report/hessian_matrices.rst",
             category="Curvature",
         ),
-        vectors=vector_copies(f"{RES}/figures/hessian_matrices.png"),
+        layers=report(
+            f"{RES}/figures/hessian_layers.png",
+            caption="../report/hessian_layers.rst",
+            category="Curvature",
+        ),
+        vectors=vector_copies(f"{RES}/figures/hessian_matrices.png",
+                              f"{RES}/figures/hessian_layers.png"),
     params:
         plots=as_json(config["plots"]),
     conda:
@@ -246,4 +253,5 @@ rule plot_matrices:
         f"{RES}/logs/plot_matrices.log",
     shell:
         "python -m landscape plot-matrices --matrices {input.matrices} --density {input.density}"
-        " --runs {input.runs} --params {params.plots:q} --out {output.figure} > {log} 2>&1"
+        " --layers {input.layers} --runs {input.runs} --params {params.plots:q}"
+        " --out {output.figure} --out-layers {output.layers} > {log} 2>&1"
