@@ -67,7 +67,7 @@ def test_outputs(repo):
     (lambda h: h["density"].update(n_steps=9), {"hessian"}, {"sharpness", "train"}),
     (lambda h: h.update(eval_size=100), {"hessian", "sharpness", "curvature_matrices"},
      {"train"}),
-    (lambda h: h["matrices"].update(hutchinson=5), {"curvature_matrices"},
+    (lambda h: h.setdefault("matrices", {}).update(hutchinson=5), {"curvature_matrices"},
      {"hessian", "sharpness", "train"}),
 ])
 def test_config_change_reruns_only_what_it_affects(repo, edit, must, must_not):

@@ -381,8 +381,10 @@ def test_heavy_jobs_ask_for_a_gpu_when_the_study_uses_cuda(device, gpus, tmp_pat
     assert out.returncode == 0, text
     jobs = re.findall(r"^(localrule|rule) (\w+):\n(?:[ \t]+.*\n)*?[ \t]+resources: (.*)", text,
                       re.M)
-    heavy = {"train", "hessian", "sharpness", "slice_directions", "slice_shard", "robustness",
-             "connectivity_pair", "spawn"}
+    from landscape.registry import measurements
+
+    heavy = {"train"} | {m.name for m in measurements() if m.per != "study"}
+    assert {"hessian", "slice_shard", "connectivity_pair", "robustness"} <= heavy
     asked = {name for _, name, res in jobs if f"gpu={gpus}" in res and gpus}
     assert asked == (heavy if gpus else set()), jobs
     assert not {name for kind, name, res in jobs if kind == "localrule" and "gpu=1" in res}

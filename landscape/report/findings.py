@@ -576,7 +576,7 @@ def finding_matrices(tables: dict[str, pd.DataFrame]) -> list[Finding]:
     h = cm[cm["matrix"] == "hessian"].set_index("run")
     out = []
     for m, name in MATRIX_NAMES.items():
-        d = cm[cm["matrix"] == m].set_index("run").join(h, rsuffix="_h", how="inner")
+        d = cm[cm["matrix"] == m].merge(h.reset_index(), on="run", suffixes=("", "_h"))
         if d.empty:
             continue
         parts, numbers = [], {"n": len(d)}
