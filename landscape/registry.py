@@ -22,7 +22,9 @@ measurement is one stage module plus the schema module of its tables; nothing el
   ``shards``: the config key holding the shard count (``per: run_shard``).
 * ``inputs``: what a job reads: ``data``, ``checkpoint``, ``snapshots`` (the run's),
   ``checkpoint_a``/``checkpoint_b`` (the pair's runs), ``<stage>.<file>`` (a file output of
-  another stage for the same run) or ``table:<name>`` (a gathered table).
+  another stage for the same run) or ``table:<name>`` (a gathered table). ``"<input> if <value>
+  in <config key>"`` makes an input conditional: read (and waited for) only when the list at
+  the key holds the value, e.g. ``"hessian.eigvecs if hessian in slices.planes"``.
 * ``tables``: the tables one job writes (``landscape/schemas/`` declares their columns);
   ``files``: other outputs, key → file name (e.g. a slice plan).
 * ``rule``: the rule name (default: the module name); ``group``: the SLURM group of the
@@ -68,6 +70,7 @@ class Measurement:
     enabled: str | None = None
     shards: str | None = None
     inputs: tuple[str, ...] = ()
+    conditions: dict = field(default_factory=dict)  # input → (value, config key)
     files: dict = field(default_factory=dict)
     rule: str = ""
     group: str | None = None
@@ -132,7 +135,17 @@ def _parse(module: str, raw: dict, path: Path) -> Measurement:
     if per == "run_shard" and not raw.get("shards"):
         raise RegistryError(f"{where}: per 'run_shard' needs 'shards' (the config key of the "
                             "shard count)")
-    for inp in raw.get("inputs", ()):
+    names, conditions = [], {}
+    for entry in raw.get("inputs", ()):
+        inp, sep, cond = entry.partition(" if ")
+        if sep:
+            value, sep2, key = cond.partition(" in ")
+            if not sep2 or not value or not key:
+                raise RegistryError(f"{where}['inputs'] has {entry!r}: a condition reads "
+                                    "'<input> if <value> in <config key>'")
+            conditions[inp] = (value, key)
+        names.append(inp)
+    for inp in names:
         ok = (inp in RUN_INPUTS or inp.startswith("table:") or "." in inp
               or (per == "pair" and inp in ("checkpoint_a", "checkpoint_b")))
         if not ok:
@@ -143,7 +156,7 @@ def _parse(module: str, raw: dict, path: Path) -> Measurement:
     return Measurement(module=module, tables=tuple(raw["tables"]), per=per,
                        section=raw.get("section"), keys=tup("keys"), drop=tup("drop") or (),
                        runs=raw.get("runs"), enabled=raw.get("enabled"),
-                       shards=raw.get("shards"), inputs=tup("inputs") or (),
+                       shards=raw.get("shards"), inputs=tuple(names), conditions=conditions,
                        files=dict(raw.get("files", {})), rule=raw.get("rule", ""),
                        group=raw.get("group"), resources=dict(raw.get("resources", {})),
                        order=int(raw.get("order", 100)))
@@ -221,11 +234,23 @@ def jobs(m: Measurement, config: dict, runs, pairs, spawns, seed_runs) -> list[d
     return [{}]  # study: one job
 
 
-def inputs(m: Measurement, results: str) -> dict[str, str]:
-    """Input name → path pattern (wildcards of the job key); pair checkpoints are looked up by
-    the workflow (their run is a column of the pair table, not a wildcard)."""
+def wanted(m: Measurement, inp: str, config: dict | None) -> bool:
+    """Whether the study reads input ``inp`` of ``m`` (a conditional one only when the config
+    list at its key holds its value; every input when ``config`` is None)."""
+    if config is None or inp not in m.conditions:
+        return True
+    value, key = m.conditions[inp]
+    return value in lookup(config, key)
+
+
+def inputs(m: Measurement, results: str, config: dict | None = None) -> dict[str, str]:
+    """Input name → path pattern (wildcards of the job key) of the inputs this study reads
+    (``wanted``); pair checkpoints are looked up by the workflow (their run is a column of the
+    pair table, not a wildcard)."""
     out = {}
     for inp in m.inputs:
+        if not wanted(m, inp, config):
+            continue
         if inp in RUN_INPUTS:
             out[inp] = f"{results}/{RUN_INPUTS[inp]}"
         elif inp.startswith("table:"):

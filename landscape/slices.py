@@ -124,15 +124,41 @@ class SlicePlan:
                    blob["info"])
 
 
+def hessian_directions(vectors: dict, like: ParamSet, rise: float) -> dict:
+    """The hessian plane's directions from the curvature stage's vectors (``hessian_vectors``
+    blob: unit Ritz vectors [k, dim], their values, the gradient): v₁, v₂ and the gradient
+    direction as parameter sets shaped like ``like``, all of one length s = √(2·rise/λ₁), where
+    the quadratic model ½λ₁(αs)² reaches ``rise`` at α = 1 along v₁ (|λ₁| is used if λ₁ ≤ 0)."""
+    lam = [float(v) for v in vectors["values"]]
+    if len(lam) < 2:
+        raise ValueError("the hessian plane needs two eigenvectors: set hessian.eigs.top_k ≥ 2")
+    scale = math.sqrt(2.0 * rise / max(abs(lam[0]), 1e-12))
+
+    def shaped(flat: torch.Tensor) -> ParamSet:
+        flat = flat.to(torch.float64)
+        unit = flat / max(float(flat.norm()), 1e-300)
+        out, k = [], 0
+        for t in like:
+            out.append((unit[k:k + t.numel()] * scale).view(t.shape).to(t.dtype))
+            k += t.numel()
+        return out
+
+    vecs = vectors["vectors"]
+    return {"v1": shaped(vecs[0]), "v2": shaped(vecs[1]), "gradient": shaped(vectors["gradient"]),
+            "scale": scale, "lambda_1": lam[0], "lambda_2": lam[1]}
+
+
 def plan_slices(weights: ParamSet, spec: SliceSpec, initial: ParamSet | None = None,
-                snapshots: Sequence[dict] = ()) -> SlicePlan:
+                snapshots: Sequence[dict] = (), hessian: dict | None = None) -> SlicePlan:
     """Build the directions and the fixed, ordered list of points for one trained model.
 
     ``weights``: the trained parameters θ*. ``initial``: θ₀ for the init→final line (skipped if
     None). ``snapshots``: dicts with ``step``, ``epoch``, ``params`` and optionally ``buffers``,
-    in training order (needed for the PCA plane and the trajectory projection).
-    Order of points: random 1-D lines, the init→final line, the random plane (row-major in α
-    then β), the PCA plane, then the trajectory snapshots.
+    in training order (needed for the PCA plane and the trajectory projection). ``hessian``:
+    ``hessian_directions`` (needed for the hessian plane and the 1-D lines along v₁ and the
+    gradient). Order of points: random 1-D lines, the init→final line, the lines along v₁ and
+    the gradient, the random plane (row-major in α then β), the PCA plane, the hessian plane,
+    then the trajectory snapshots.
     """
     bank: dict[str, ParamSet] = {}
     bank_buffers: dict[str, list[torch.Tensor]] = {}
@@ -163,6 +189,22 @@ def plan_slices(weights: ParamSet, spec: SliceSpec, initial: ParamSet | None = N
                     "buffers": None, "distance": abs(1.0 - float(t)) * dnorm,
                     "normalization": "none"} for t in ts]
 
+    if "hessian" in spec.planes:
+        if hessian is None:
+            raise ValueError("slices.planes has hessian but no Hessian eigenvectors were given")
+        bank["hessian_v1"], bank["hessian_v2"] = hessian["v1"], hessian["v2"]
+        bank["gradient"] = hessian["gradient"]
+        info.update({"hessian_scale": hessian["scale"], "hessian_lambda_1": hessian["lambda_1"],
+                     "hessian_lambda_2": hessian["lambda_2"],
+                     "hessian_plane_cosine": cosine(hessian["v1"], hessian["v2"]),
+                     "gradient_v1_cosine": cosine(hessian["gradient"], hessian["v1"])})
+        for kind, name in (("hessian_v1", "hessian_v1"), ("gradient", "gradient")):
+            dnorm = norm(bank[name])
+            points += [{"table": "slice_1d", "direction": kind, "index": 0, "alpha": float(a),
+                        "beta": 0.0, "base": None, "terms": [[name, float(a)]], "buffers": None,
+                        "distance": abs(float(a)) * dnorm, "normalization": "hessian"}
+                       for a in alphas]
+
     planes: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
     if "random" in spec.planes:
         names = ["plane_random_0", "plane_random_1"]
@@ -189,11 +231,15 @@ def plan_slices(weights: ParamSet, spec: SliceSpec, initial: ParamSet | None = N
                          grid_through_zero(b_lo - pb, b_hi + pb, spec.points_2d),
                          ["plane_pca_0", "plane_pca_1"])
 
+    if "hessian" in spec.planes:
+        g = grid(-spec.range_2d, spec.range_2d, spec.points_2d)
+        planes["hessian"] = (g, g, ["hessian_v1", "hessian_v2"])
+
     for plane in PLANES:  # fixed order, whatever the order in spec.planes
         if plane not in planes:
             continue
         ga, gb, (n0, n1) = planes[plane]
-        norm_label = spec.normalization if plane == "random" else "pca"
+        norm_label = {"random": spec.normalization, "pca": "pca", "hessian": "hessian"}[plane]
         points += [{"table": "slice_2d", "direction": plane, "index": 0, "alpha": float(a),
                     "beta": float(b), "base": None, "terms": [[n0, float(a)], [n1, float(b)]],
                     "buffers": None, "normalization": norm_label}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PLANES = ("random", "pca")
+PLANES = ("random", "pca", "hessian")
 NORMALIZATIONS = ("filter", "layer", "model", "none")
 
 
@@ -37,6 +37,7 @@ class SliceSpec:
     points_2d: int
     pca_margin: float
     pca_centre: bool
+    hessian_rise: float = 1.0
 
     def __post_init__(self) -> None:
         from .errors import ConfigError
@@ -60,6 +61,9 @@ class SliceSpec:
         if not hi > lo or not lo <= 1.0 or not hi >= 0.0:
             raise ValueError(f"slices.line_range = {list(self.line_range)} is not allowed: "
                              "expected [lo, hi] with lo < hi overlapping [0, 1]")
+        if not self.hessian_rise > 0:
+            raise ValueError(f"slices.hessian_rise = {self.hessian_rise} is not allowed: "
+                             "expected > 0")
         if self.random_1d < 0:
             raise ValueError(f"slices.random_1d = {self.random_1d} is not allowed: expected ≥ 0")
 

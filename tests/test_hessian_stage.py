@@ -48,7 +48,8 @@ def run_hessian(root, prepared, run, params=PARAMS, tag="a"):
                f"checkpoint={run / 'checkpoint.pt'}", "--params", json.dumps(params), "--device",
                "cpu", "--out", f"hessian_eigs={out['eigs']}", "--out",
                f"hessian_trace={out['trace']}", "--out", f"hessian_density={out['density']}",
-               "--out", f"curvature_repeats={out['repeats']}", "--no-progress"])
+               "--out", f"curvature_repeats={out['repeats']}", "--file",
+               f"eigvecs={root / f'{tag}_eigvecs.pt'}", "--no-progress"])
     assert rc == 0
     names = {"repeats": "curvature_repeats"}
     return {k: read_table(p, names.get(k, f"hessian_{k}")) for k, p in out.items()}, out
@@ -170,7 +171,7 @@ def test_unknown_options_are_errors(trained, capsys):
     root, prepared, run = trained
     bad = {**PARAMS, "eigs": {**PARAMS["eigs"], "topk": 3}}
     outs = ["--out", "hessian_eigs=a", "--out", "hessian_trace=b", "--out",
-            "hessian_density=c", "--out", "curvature_repeats=d"]
+            "hessian_density=c", "--out", "curvature_repeats=d", "--file", "eigvecs=e"]
     ins = ["--in", f"data={prepared}", "--in", f"checkpoint={run / 'checkpoint.pt'}"]
     rc = main(["hessian", *ins, "--params", json.dumps(bad), *outs])
     assert rc == 1 and "Unknown option(s) ['topk'] for EigOptions" in capsys.readouterr().err

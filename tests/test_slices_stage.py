@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from landscape.checkpoints import load_model
@@ -167,3 +168,55 @@ def test_plots(gathered, trained, tmp_path):
     for p in [tmp_path / "c.png", tmp_path / "m.png", *[figdir / f"{k}_{r}.png" for k in
               ("contour", "surface") for r in runs]]:
         assert p.stat().st_size > 2000, p  # a run without slices gets a placeholder
+
+
+def test_hessian_slices_curve_by_lambda_1_along_v1(trained, tmp_path):
+    """The hessian plane and lines: the curvature stage keeps its top eigenvectors (checked file
+    beside its tables); along v₁ the slice's second difference at 0, per unit length², equals
+    λ₁ (the same 200 images for both stages; steps small enough that the quadratic model holds
+    and float32 rounding stays below the tolerance); the plan refuses another run's vectors."""
+    root = trained
+    hess = {"eval_size": 200, "eval_seed": 0, "batch_size": 64, "repeats": 1,
+            "eigs": {"top_k": 2, "tol": 1e-6, "max_iter": 120, "power_k": 0},
+            "trace": {"hutchinson": 0, "hutchpp": 0}, "density": {"n_starts": 0}}
+    out = {t: tmp_path / f"{t}.parquet" for t in ("hessian_eigs", "hessian_trace",
+                                                  "hessian_density", "curvature_repeats")}
+    vec = tmp_path / "eigvecs.pt"
+    assert main(["hessian", "--in", f"data={root / 'data.pt'}", "--in",
+                 f"checkpoint={root}/run/checkpoint.pt", "--params", json.dumps(hess),
+                 "--device", "cpu", "--file", f"eigvecs={vec}", "--no-progress",
+                 *(a for t, p in out.items() for a in ("--out", f"{t}={p}"))]) == 0
+    eigs = read_table(out["hessian_eigs"], "hessian_eigs")
+    lam1 = float(eigs.query("which == 'largest_algebraic' and k == 1")["eigenvalue"].iloc[0])
+    params = {**PARAMS, "planes": ["hessian"], "hessian_rise": 1e-3, "points_1d": 9,
+              "random_1d": 0, "train_size": 200, "subset_seed": 0}
+    plan = tmp_path / "plan.pt"
+    assert main(["slice-directions", "--in", f"checkpoint={root}/run/checkpoint.pt", "--in",
+                 f"snapshots={root}/run/snapshots.pt", "--in", f"hessian.eigvecs={vec}",
+                 "--params", json.dumps(params), "--file", f"plan={plan}", "--out",
+                 f"pca_variance={tmp_path / 'pca.parquet'}"]) == 0
+    tables = {k: tmp_path / f"s_{t}.parquet" for k, t in TABLES.items()}
+    assert main(["slices", "--in", f"data={root / 'data.pt'}", "--in",
+                 f"checkpoint={root}/run/checkpoint.pt", "--in", f"slice_directions.plan={plan}",
+                 "--params", json.dumps(params), "--device", "cpu", "--job", "shard=0", "--job",
+                 "shards=1", "--no-progress",
+                 *(a for k, t in TABLES.items() for a in ("--out", f"{t}={tables[k]}"))]) == 0
+    one = read_table(tables["1d"], "slice_1d")
+    assert set(one["direction"]) == {"init_to_final", "hessian_v1", "gradient"}
+    assert set(read_table(tables["2d"], "slice_2d")["plane"]) == {"hessian"}
+    from landscape.report.findings import curvature_at_zero
+
+    v1 = one[(one["direction"] == "hessian_v1") & (one["split"] == "train")]
+    assert set(v1["eval_set"]) == {"train[200,seed=0]"}
+    nz = v1[v1["alpha"] != 0]
+    length = float((nz["distance"] / nz["alpha"].abs()).iloc[0])
+    assert length == pytest.approx(np.sqrt(2e-3 / lam1), rel=1e-6)  # s = √(2·rise/λ₁)
+    assert curvature_at_zero(v1) / length ** 2 == pytest.approx(lam1, rel=2e-2)
+    # vectors of another run's weights are refused
+    other = tmp_path / "other.pt"
+    save_verified(other, {**load_verified(vec), "run": "someone_else"})
+    rc = main(["slice-directions", "--in", f"checkpoint={root}/run/checkpoint.pt", "--in",
+               f"snapshots={root}/run/snapshots.pt", "--in", f"hessian.eigvecs={other}",
+               "--params", json.dumps(params), "--file", f"plan={tmp_path / 'p2.pt'}", "--out",
+               f"pca_variance={tmp_path / 'pca2.parquet'}"])
+    assert rc == 1

@@ -269,3 +269,23 @@ def test_layer_finding_names_the_sharpest_layer():
     assert f.numbers["block_to_whole_median"] == pytest.approx(0.5)
     assert f.numbers["trace_share_layer"] == "conv"
     assert f.numbers["trace_share_median"] == pytest.approx(0.75)
+
+
+def test_eigen_slice_finding_compares_curvature_per_unit_length():
+    """Quadratic slices L = c·(α·‖d‖)²/2 + 1: the second difference per unit length² is c, so
+    v₁ with c = 40 against random with c = 0.5 is 80× sharper whatever the directions' lengths."""
+    from landscape.report.findings import finding_eigen_slices
+
+    rows = []
+    for run in ("a", "b"):
+        for kind, c, length in (("hessian_v1", 40.0, 0.2), ("random", 0.5, 3.0),
+                                ("gradient", 1.0, 0.2)):
+            for a in (-1.0, -0.5, 0.0, 0.5, 1.0):
+                rows.append({"run": run, "direction": kind, "direction_index": 0, "alpha": a,
+                             "split": "train", "distance": abs(a) * length,
+                             "loss": 1.0 + 0.5 * c * (a * length) ** 2})
+    (f,) = finding_eigen_slices(pd.DataFrame(rows))
+    assert f.numbers["v1_median"] == pytest.approx(40.0)
+    assert f.numbers["random_median"] == pytest.approx(0.5)
+    assert f.numbers["ratio_median"] == pytest.approx(80.0)
+    assert "flatter landscape" in f.text

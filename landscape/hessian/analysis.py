@@ -125,8 +125,10 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
 
     Returns frames ``eigs`` (method, which, k, eigenvalue, residual, converged, tol, n_hvp,
     seconds), ``trace`` (method, trace, std_error, n_hvp, seconds, n_params) and ``density``
-    (eigenvalue, density, sigma, n_starts, n_steps, n_hvp). Each part draws from its own
-    generator seeded by ``opts.seed``, so disabling one does not change the others.
+    (eigenvalue, density, sigma, n_starts, n_steps, n_hvp), and ``vectors``: the top-k Ritz
+    values and unit Ritz vectors ([k, dim] float64) and the loss and its gradient (flat). Each
+    part draws from its own generator seeded by ``opts.seed``, so disabling one does not change
+    the others.
     """
     op = make_operator(model, x, y, opts)
     out: dict[str, pd.DataFrame] = {}
@@ -165,6 +167,12 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Curvatur
                          "residual": pw.residuals[i], "converged": bool(pw.converged[i]),
                          "relative_residual": pw.residuals[i] / max(abs(pw.values[i]), 1e-300)})
     out["eigs"] = pd.DataFrame(rows)
+    # the top eigenvectors and the gradient, for slices along them (not a table: the hessian
+    # stage keeps them in a checksummed file beside its tables)
+    loss, gradient = op.loss_and_gradient()
+    out["vectors"] = {"values": [float(v) for v in res.largest],
+                      "vectors": res.vectors.detach().cpu().to(torch.float64),
+                      "gradient": gradient.detach().cpu(), "loss": float(loss)}
 
     rows = []
     for j, (method, n) in enumerate(sorted(opts.trace.items())):

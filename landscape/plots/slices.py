@@ -24,7 +24,10 @@ from . import log_axis, run_label
 from .encoding import Encoding
 
 CMAP = "viridis"
-PLANE_TITLES = {"random": "random plane (filter-normalised)", "pca": "trajectory PCA plane"}
+PLANE_TITLES = {"random": "random plane (filter-normalised)", "pca": "trajectory PCA plane",
+                "hessian": "Hessian plane (v₁, v₂)"}
+KIND_TITLES = {"random": "random direction", "init_to_final": "initialisation → trained weights",
+               "hessian_v1": "top Hessian eigenvector v₁", "gradient": "loss gradient"}
 
 
 def _labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:
@@ -59,7 +62,7 @@ def _eval_note(df: pd.DataFrame) -> str:
 
 def curves_1d(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     """Loss (log scale) and accuracy along the 1-D slices: a row per direction kind."""
-    kinds = [k for k in ("random", "init_to_final") if k in set(slice_1d["direction"])]
+    kinds = [k for k in KIND_TITLES if k in set(slice_1d["direction"])]
     kinds = kinds or ["random"]
     fig, axes = plt.subplots(len(kinds), 2, figsize=(12, 3.8 * len(kinds)), squeeze=False)
     order = _order(runs, slice_1d["run"].unique())
@@ -77,17 +80,20 @@ def curves_1d(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
         if kind == "random":
             norm_ = ", ".join(sorted(sel["normalization"].unique()))
             xlabel = f"α along a random direction ({norm_}-normalised); 0 = trained weights"
+        elif kind in ("hessian_v1", "gradient"):
+            short = "v₁" if kind == "hessian_v1" else "the gradient"
+            xlabel = f"α along {short} (length s: ½λ₁s² = hessian_rise); 0 = trained weights"
         else:
             xlabel = "t on θ₀ + t·(θ_T − θ₀); 0 = initialisation, 1 = trained weights"
         for ax, what in zip(axes[row], ("loss (cross-entropy)", "accuracy"), strict=True):
             ax.set_xlabel(xlabel, fontsize=9)
             ax.set_ylabel(what)
             ax.grid(alpha=0.3)
-            ax.axvline(0.0 if kind == "random" else 1.0, color="grey", lw=0.8, ls=":")
+            ax.axvline(1.0 if kind == "init_to_final" else 0.0, color="grey", lw=0.8, ls=":")
             if kind == "init_to_final":
                 ax.axvline(0.0, color="grey", lw=0.8, ls=":")
         _plain_log_axis(axes[row, 0])
-        title = "random direction" if kind == "random" else "initialisation → trained weights"
+        title = KIND_TITLES[kind]
         axes[row, 0].set_title(f"{title}: loss")
         axes[row, 1].set_title(f"{title}: accuracy")
     handles = enc.legend_handles("marker") + [
@@ -155,7 +161,7 @@ def plane_contours(slice_2d: pd.DataFrame, trajectory: pd.DataFrame, pca: pd.Dat
                    runs: pd.DataFrame, run: str) -> plt.Figure:
     """Filled contours + contour lines of one run's planes; rows train/test, columns planes."""
     df = slice_2d[slice_2d["run"] == run]
-    planes = [p for p in ("random", "pca") if p in set(df["plane"])]
+    planes = [p for p in PLANE_TITLES if p in set(df["plane"])]
     if not planes:
         return placeholder(run, "no 2-D slices for this run (skipped or not configured)")
     fig, axes = plt.subplots(2, len(planes), figsize=(5.4 * len(planes), 9.0), squeeze=False)
@@ -239,7 +245,7 @@ def small_multiples(slice_2d: pd.DataFrame, trajectory: pd.DataFrame, pca: pd.Da
 
     groups = sorted({key(r)[0] for r in run_ids}, key=str)
     batches = sorted({key(r)[1] for r in run_ids})
-    planes = [p for p in ("random", "pca") if p in set(df["plane"])]
+    planes = [p for p in PLANE_TITLES if p in set(df["plane"])]
     nrows, ncols = len(planes) * len(groups), len(batches)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 1.5, 3.2 * nrows),
                              squeeze=False, layout="constrained")

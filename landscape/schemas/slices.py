@@ -11,9 +11,12 @@ from ..tables import EVAL, Col, register
 # loss-landscape slices (landscape/slices.py). Values are over the eval subsets.
 register("slice_1d", ["run", "direction", "direction_index", "alpha", "split"], [
     Col("run", "string", "run identifier"),
-    Col("direction", "string", "random (θ* + α·d) or init_to_final (θ₀ + α·(θ_T − θ₀))"),
+    Col("direction", "string", "random (θ* + α·d), init_to_final (θ₀ + α·(θ_T − θ₀)), "
+        "hessian_v1 (θ* + α·s·v₁, v₁ the top Hessian eigenvector) or gradient (θ* + α·s·ĝ, ĝ the "
+        "unit loss gradient), s = √(2·slices.hessian_rise/λ₁)"),
     Col("direction_index", "int64", "which random direction (0, 1, …); 0 for init_to_final"),
-    Col("normalization", "string", "direction normalisation: filter, layer, model or none"),
+    Col("normalization", "string", "direction normalisation: filter, layer, model or none; "
+        "hessian: unit vector × s = √(2·slices.hessian_rise/λ₁)"),
     Col("direction_seed", "int64", "slices.seed the random directions derive from"),
     Col("alpha", "float64", "coordinate along the direction (init_to_final: 0 = θ₀, 1 = θ_T)"),
     Col("distance", "float64", "Euclidean distance in parameter space from the trained θ*"),
@@ -26,8 +29,10 @@ register("slice_1d", ["run", "direction", "direction_index", "alpha", "split"], 
 
 register("slice_2d", ["run", "plane", "alpha", "beta", "split"], [
     Col("run", "string", "run identifier"),
-    Col("plane", "string", "random (two filter-normalised directions) or pca (trajectory)"),
-    Col("normalization", "string", "filter, layer, model or none; pca for the PCA plane"),
+    Col("plane", "string", "random (two filter-normalised directions), pca (trajectory) or "
+        "hessian (top two Hessian eigenvectors, each of length s)"),
+    Col("normalization", "string", "filter, layer, model or none; pca for the PCA plane; hessian "
+        "for the hessian plane"),
     Col("direction_seed", "int64", "slices.seed the random directions derive from"),
     Col("alpha", "float64", "coordinate along the first direction"),
     Col("beta", "float64", "coordinate along the second direction"),

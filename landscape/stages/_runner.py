@@ -74,7 +74,8 @@ class Job:
         self._device_arg = args.device
         self.meta: dict = {}  # metadata stored with every table ({"options": ..., ...})
         self.table_meta: dict[str, dict] = {}  # per-table metadata (overrides ``meta``)
-        missing = ([f"--in {i}" for i in self.stage.inputs if i not in self.inputs]
+        missing = ([f"--in {i}" for i in self.stage.inputs
+                    if i not in self.inputs and i not in self.stage.conditions]
                    + [f"--out {t}" for t in self.stage.tables if t not in self.outputs]
                    + [f"--file {f}" for f in self.stage.files if f not in self.files])
         extra = [t for t in self.outputs if t not in self.stage.tables]

@@ -68,6 +68,13 @@ def config_markdown(schema: dict) -> str:
     return "\n".join(lines)
 
 
+def _input(m, name: str) -> str:
+    if name in m.conditions:
+        value, key = m.conditions[name]
+        return f"`{name}` (when `{key}` holds {value})"
+    return f"`{name}`"
+
+
 def stages_markdown() -> str:
     from ..registry import measurements
 
@@ -84,7 +91,7 @@ def stages_markdown() -> str:
         slurm = ", ".join([f"group {m.group}"] * bool(m.group)
                           + [f"{k} {v}" for k, v in m.resources.items()]) or "local"
         lines.append(f"| `{m.name}` | `{m.command}` | {per[m.per]} | "
-                     f"{', '.join(f'`{i}`' for i in m.inputs)} | "
+                     f"{', '.join(_input(m, i) for i in m.inputs)} | "
                      f"{', '.join(f'`{t}`' for t in (*m.tables, *m.files.values()))} | "
                      f"{'; '.join([keys, *extra])} | {slurm} |")
     return "\n".join(lines)

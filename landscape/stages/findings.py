@@ -83,7 +83,7 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
     if "curvature_repeats" in tables:
         out += finding_curvature(table, tables.get("sharpness_trajectory"))
     if "slice_1d" in tables:
-        out += finding_slices(tables["slice_1d"], runs)
+        out += finding_slices(tables["slice_1d"], runs) + f.finding_eigen_slices(tables["slice_1d"])
     for name, fn in (("curvature_matrices", "finding_matrices"),
                      ("layer_curvature", "finding_layers"),
                      ("barriers", "finding_connectivity"), ("robustness", "finding_robustness"),

@@ -8,6 +8,8 @@ import pandas as pd
 
 from ..data import eval_tensors
 from ..hessian.analysis import CurvatureOptions, curvature, curvature_summary
+from ..io import save_verified, tensor_digest
+from ..params import detached, parameters
 from ..schemas.hessian import lambda_max_rows  # (importing it registers the tables)
 
 HELP = ("Hessian of one run's mean loss over its evaluation set: Lanczos top-k and λ_min, power "
@@ -20,6 +22,7 @@ STAGE = {
              "seed", "eigs", "trace", "density", "repeats"],
     "inputs": ["data", "checkpoint"],
     "tables": ["hessian_eigs", "hessian_trace", "hessian_density", "curvature_repeats"],
+    "files": {"eigvecs": "eigvecs.pt"},
     "group": "geometry",
     "resources": {"mem_mb": 2000, "runtime": 5},
 }
@@ -48,6 +51,14 @@ def repeats(data, model, params: dict, opts: CurvatureOptions, frames: dict, ids
     return pd.DataFrame(rows)
 
 
+def save_vectors(path: str, vectors: dict, model, ids: dict) -> None:
+    """The top Hessian eigenvectors and the loss gradient of the run, checksummed, with the
+    digest of the weights they belong to (the slices stage checks it)."""
+    weights = detached([p.cpu() for p in parameters(model)])
+    save_verified(path, {"kind": "hessian_vectors", **ids, "weights_digest": tensor_digest(weights),
+                         "shapes": [list(w.shape) for w in weights], **vectors})
+
+
 def measure(job) -> dict[str, pd.DataFrame]:
     params = job.params
     opts = CurvatureOptions.from_params(params)
@@ -67,6 +78,7 @@ def measure(job) -> dict[str, pd.DataFrame]:
             df.insert(0, col, val)
         out[name] = df
     job.meta = {"options": params}
+    save_vectors(job.files["eigvecs"], frames["vectors"], model, ids)
     eigs = frames["eigs"]
     lmax = lambda_max_rows(eigs)
     lmin = eigs[eigs["which"] == "smallest_algebraic"]

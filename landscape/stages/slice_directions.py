@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from ..checkpoints import load_snapshots
-from ..io import save_verified, tensor_digest
+from ..io import IntegrityError, load_verified, save_verified, tensor_digest
 from ..models import has_batchnorm
 from ..params import buffers_from_state, detached, from_state, parameters
 from ..schemas import slices as _tables  # noqa: F401  registers the tables written here
-from ..slices import SliceSpec, pca_variance_frame, plan_slices
+from ..slices import SliceSpec, hessian_directions, pca_variance_frame, plan_slices
 from ._common import skip_reason
 from ._runner import Skip
 
@@ -22,12 +22,25 @@ STAGE = {
     "drop": ["train_size", "test_size", "subset_seed", "batch_size", "channels_last",
              "recompute_bn", "seeds", "shards"],
     "runs": "slices.seeds",
-    "inputs": ["checkpoint", "snapshots"],
+    "inputs": ["checkpoint", "snapshots", "hessian.eigvecs if hessian in slices.planes"],
     "tables": ["pca_variance"],
     "files": {"plan": "plan.pt"},
     "group": "geometry",
     "resources": {"mem_mb": 1600, "runtime": 5},
 }
+
+
+def _vectors(path: str, run: str, weights) -> dict:
+    """The curvature stage's eigenvectors of this run's trained weights (checked)."""
+    remedy = "delete it and rerun the run's hessian job"
+    blob = load_verified(path, "Hessian eigenvectors", remedy)
+    if blob.get("kind") != "hessian_vectors":
+        raise IntegrityError(f"{path}: not Hessian eigenvectors (kind={blob.get('kind')!r}); "
+                             f"{remedy}.")
+    if blob["run"] != run or blob["weights_digest"] != tensor_digest(weights):
+        raise IntegrityError(f"{path}: eigenvectors of another checkpoint (run {blob['run']!r}) "
+                             f"than run {run!r}'s; {remedy}.")
+    return blob
 
 
 def measure(job) -> dict:
@@ -47,7 +60,11 @@ def measure(job) -> dict:
                  for step, epoch, state in zip(snaps["step"], snaps["epoch"], snaps["states"],
                                                strict=True)]
     initial = next((s["params"] for s in snapshots if s["step"] == 0), None)
-    plan = plan_slices(weights, spec, initial, snapshots)
+    hessian = None
+    if "hessian" in spec.planes:
+        hessian = hessian_directions(_vectors(job.inputs["hessian.eigvecs"], run_id, weights),
+                                     weights, spec.hessian_rise)
+    plan = plan_slices(weights, spec, initial, snapshots, hessian)
     save_verified(job.files["plan"], {"kind": "slice_plan", "run": run_id,
                              "weights_digest": tensor_digest(weights),
                              "spec": dataclasses.asdict(spec), "plan": plan.to_blob()})

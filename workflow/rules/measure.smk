@@ -64,7 +64,7 @@ def pair_checkpoint(side):
 
 
 def measurement_inputs(m):
-    files = {_input_key(k): v for k, v in registry.inputs(m, RES).items()}
+    files = {_input_key(k): v for k, v in registry.inputs(m, RES, config).items()}
     for side in ("a", "b"):
         if f"checkpoint_{side}" in m.inputs:
             files[f"checkpoint_{side}"] = pair_checkpoint(side)
@@ -75,7 +75,8 @@ def measurement_io(m):
     """The runner's --in/--out/--file/--job arguments of one job (landscape/stages/_runner.py)."""
 
     def io(wildcards, input, output):
-        args = [f"--in {name}={input[_input_key(name)]}" for name in m.inputs]
+        args = [f"--in {name}={input[_input_key(name)]}" for name in m.inputs
+                if registry.wanted(m, name, config)]
         args += [f"--out {t}={output[t]}" for t in m.tables]
         args += [f"--file {k}={output[k]}" for k in m.files]
         args += [f"--job {k}={v}" for k, v in wildcards.items()]
