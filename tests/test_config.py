@@ -69,7 +69,7 @@ BAD = [
     ("slices.points_2d", 4, "slices.points_2d"),
     ("slices.points_1d", 0, "slices.points_1d = 0"),
     ("slices.shards", 0, "slices.shards = 0"),
-    ("slices.planes", ["hexagon"], "one of ['random', 'pca']"),
+    ("slices.planes", ["hexagon"], "one of ['random', 'pca', 'hessian']"),
     ("slices.normalization", "batch", "slices.normalization = \"batch\""),
     ("slices.seeds", [99], "slices.seeds = [99]"),
     ("hessian.eval_size", 0, "hessian.eval_size = 0"),

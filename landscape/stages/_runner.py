@@ -21,7 +21,8 @@ from ._common import section, skip_reason, write_skipped
 
 class Skip(Exception):  # noqa: N818 (a control-flow signal, not an error)
     """Raised by ``measure`` (or ``Job.model``) when the job's subject must not be measured;
-    the runner writes every table empty with ``reason`` and ``run``."""
+    the runner writes every table empty with ``reason`` and ``run``, and every file output as
+    ``{"kind": "skipped", "run", "skipped": reason}`` (checksummed), which readers pass on."""
 
     def __init__(self, reason: str, run: str):
         super().__init__(reason)
@@ -126,6 +127,7 @@ class Job:
 
 
 def run(module, args) -> None:
+    from ..io import save_verified
     from ..tables import write_table
 
     job = Job(module, args)
@@ -133,6 +135,8 @@ def run(module, args) -> None:
         frames = module.measure(job)
     except Skip as skip:
         write_skipped(job.outputs, job.stage.command, skip.run, skip.reason)
+        for path in job.files.values():  # a file output says it was skipped, and why
+            save_verified(path, {"kind": "skipped", "run": skip.run, "skipped": skip.reason})
         return
     if set(frames) != set(job.stage.tables):
         raise RuntimeError(f"{job.stage.module}.measure returned tables {sorted(frames)}; its "

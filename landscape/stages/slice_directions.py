@@ -48,8 +48,7 @@ def measure(job) -> dict:
     model, meta = job.model(skip=False, device="cpu")
     run_id = meta["run"]
     reason = skip_reason(meta)
-    if reason:
-        save_verified(job.files["plan"], {"kind": "slice_plan", "run": run_id, "skipped": reason})
+    if reason:  # the runner writes the plan as a skip record, which the shards pass on
         raise Skip(reason, run_id)
     spec = SliceSpec.from_config(params)
     weights = detached(parameters(model))

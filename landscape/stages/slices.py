@@ -41,7 +41,7 @@ def measure(job) -> dict:
     plan_path = job.inputs["slice_directions.plan"]
     model, meta = job.model(skip=False)
     blob = load_verified(plan_path, "slice plan", REMEDY)
-    if blob.get("kind") != "slice_plan":
+    if blob.get("kind") not in ("slice_plan", "skipped"):
         raise IntegrityError(f"{plan_path}: not a slice plan (kind={blob.get('kind')!r}); "
                              f"{REMEDY}.")
     reason = skip_reason(meta) or blob.get("skipped")
