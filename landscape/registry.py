@@ -30,6 +30,9 @@ measurement is one stage module plus the schema module of its tables; nothing el
 * ``rule``: the rule name (default: the module name); ``group``: the SLURM group of the
   run's jobs (``geometry``: one SLURM job per run); ``resources``: SLURM sizing
   (``mem_mb``, ``runtime`` in minutes), measured with scripts/resources_from_benchmarks.py.
+* ``findings``: ``"<module>:<function>"`` entries (module relative to the package, e.g.
+  ``report.findings:finding_matrices``): each takes the dict of the study's tables and returns
+  ``Finding`` rows; the findings page calls them, in stage order, when the stage's tables exist.
 * ``order``: position in the study's stage order (figures, findings; default 100).
 """
 
@@ -49,7 +52,7 @@ JOB_DIR = {"run": "{run}", "run_shard": "{run}/shard{shard}of{shards}", "pair": 
 RUN_INPUTS = {"data": "data/fashion_mnist.pt", "checkpoint": "runs/{run}/checkpoint.pt",
               "snapshots": "runs/{run}/snapshots.pt"}
 _KEYS = {"per", "section", "keys", "drop", "runs", "enabled", "shards", "inputs", "tables",
-         "files", "rule", "group", "resources", "order", "help"}
+         "files", "rule", "group", "resources", "order", "help", "findings"}
 
 
 class RegistryError(ValueError):
@@ -75,6 +78,7 @@ class Measurement:
     rule: str = ""
     group: str | None = None
     resources: dict = field(default_factory=dict)
+    findings: tuple[str, ...] = ()
     order: int = 100
 
     @property
@@ -132,6 +136,9 @@ def _parse(module: str, raw: dict, path: Path) -> Measurement:
     per = raw.get("per", "run")
     if per not in PER:
         raise RegistryError(f"{where}['per'] = {per!r} is not allowed: expected one of {PER}")
+    bad = [f for f in raw.get("findings", ()) if f.count(":") != 1]
+    if bad:
+        raise RegistryError(f"{where}['findings'] has {bad}: expected '<module>:<function>'")
     if per == "run_shard" and not raw.get("shards"):
         raise RegistryError(f"{where}: per 'run_shard' needs 'shards' (the config key of the "
                             "shard count)")
@@ -159,7 +166,7 @@ def _parse(module: str, raw: dict, path: Path) -> Measurement:
                        shards=raw.get("shards"), inputs=tuple(names), conditions=conditions,
                        files=dict(raw.get("files", {})), rule=raw.get("rule", ""),
                        group=raw.get("group"), resources=dict(raw.get("resources", {})),
-                       order=int(raw.get("order", 100)))
+                       findings=tuple(raw.get("findings", ())), order=int(raw.get("order", 100)))
 
 
 @cache
@@ -282,3 +289,56 @@ def schema_modules() -> dict[str, str]:
                     and node.args and isinstance(node.args[0], ast.Constant)):
                 found[node.args[0].value] = f"schemas.{path.stem}"
     return found
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure rule, declared in its plot stage's ``PLOTS = [{...}]`` (read with ``ast``):
+    ``tables`` (CLI flag → gathered table), ``figures`` (CLI flag → [file under figures/,
+    caption under workflow/report/, report category]), optionally ``per_run`` (CLI flag → [file
+    pattern with {run}, caption, category, subcategory], one figure per run of the measurement
+    ``runs_of``, whose ids go to the flag ``run_ids``), ``rule`` (default: the module name) and
+    ``order`` (position on the findings page)."""
+
+    module: str
+    rule: str
+    tables: dict
+    figures: dict
+    per_run: dict = field(default_factory=dict)
+    runs_of: str | None = None
+    run_ids: str | None = None
+    order: int = 100
+
+    @property
+    def command(self) -> str:
+        return self.module.replace("_", "-")
+
+
+_PLOT_KEYS = {"rule", "tables", "figures", "per_run", "runs_of", "run_ids", "order"}
+
+
+@cache
+def plots() -> tuple[Plot, ...]:
+    """Every declared figure rule, in findings-page order."""
+    found = []
+    for path in sorted(STAGES_DIR.glob("plot_*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == "PLOTS"):
+                for raw in ast.literal_eval(node.value):
+                    unknown = set(raw) - _PLOT_KEYS
+                    if unknown or not raw.get("tables") or not raw.get("figures"):
+                        raise RegistryError(f"{path}: PLOTS entry {raw.get('rule', path.stem)}: "
+                                            f"needs tables and figures; unknown {sorted(unknown)}")
+                    found.append(Plot(module=path.stem, rule=raw.get("rule", path.stem),
+                                      tables=dict(raw["tables"]), figures=dict(raw["figures"]),
+                                      per_run=dict(raw.get("per_run", {})),
+                                      runs_of=raw.get("runs_of"), run_ids=raw.get("run_ids"),
+                                      order=int(raw.get("order", 100))))
+    return tuple(sorted(found, key=lambda p: (p.order, p.rule)))
+
+
+def finding_modules() -> list[str]:
+    """The modules (relative to the package) that hold the registered findings functions."""
+    return sorted({f.split(":")[0] for m in measurements() for f in m.findings})

@@ -444,7 +444,8 @@ def _closure(modules: list[str]) -> set[str]:
 
 def _stage_modules(command: str) -> list[str]:
     """The modules a job's `python -m landscape ...` runs: its stage (plus the generic runner for
-    a registered measurement, and the schema modules of the tables a gather names)."""
+    a registered measurement, the schema modules of the tables a gather names, and the modules of
+    the registered findings functions for the findings page)."""
     from landscape.registry import measurements, schema_modules
 
     words = command.split()
@@ -452,6 +453,10 @@ def _stage_modules(command: str) -> list[str]:
     mods = [f"landscape.stages.{stage}"]
     if any(m.module == stage for m in measurements()):
         mods.append("landscape.stages._runner")
+    if stage == "findings":  # and the modules of the findings functions the stages declare
+        from landscape.registry import finding_modules
+
+        mods += [f"landscape.{m}" for m in finding_modules()]
     if stage == "gather":
         tables = [words[i + 1] for i, w in enumerate(words) if w == "--table"]
         mods += [f"landscape.{schema_modules()[t]}" for t in tables]
@@ -498,13 +503,21 @@ from ..params import detached, norm, parameters
 from ..schemas import toy as _tables  # noqa: F401  registers the table written here
 
 HELP = "the weight norm of one run (a toy measurement)"
-STAGE = {"order": 90, "inputs": ["checkpoint"], "tables": ["toy_norms"]}
+STAGE = {"order": 90, "inputs": ["checkpoint"], "tables": ["toy_norms"],
+         "findings": ["stages.toy_norm:findings"]}
 
 
 def measure(job) -> dict:
     model, meta = job.model()
     return {"toy_norms": pd.DataFrame([{"run": meta["run"],
                                         "weight_norm": norm(detached(parameters(model)))}])}
+
+
+def findings(tables):
+    from ..report.findings import Finding
+
+    t = tables["toy_norms"]
+    return [Finding("toy", "norm", f"The toy measured {len(t)} weight norms.")]
 '''
 TOY_SCHEMA = '''"""The toy measurement's table."""
 
@@ -541,6 +554,7 @@ def test_a_new_measurement_is_one_module_and_its_schema(smoke, tmp_path):
     assert all(r in rows for r in runs) and "weight_norm" in rows
     page = (res / "findings.html").read_text()
     assert "toy_norms" in page and "toy_norm" in page
+    assert f"The toy measured {len(runs)} weight norms." in page  # its findings function
     for what in ("tables", "stages"):
         doc = subprocess.run([sys.executable, "-m", "landscape", "docs", what], cwd=repo, env=env,
                              text=True, capture_output=True, check=True).stdout

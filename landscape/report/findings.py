@@ -298,6 +298,13 @@ def finding_slices(slice_1d: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     return [Finding("slices", "random_rise", text + ".", nums)]
 
 
+def finding_slices_all(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """The slices stage's findings: the rise along random directions, and curvature along the
+    Hessian's top eigenvector against random directions."""
+    return (finding_slices(tables["slice_1d"], tables["runs"])
+            + finding_eigen_slices(tables["slice_1d"]))
+
+
 def curvature_at_zero(g: pd.DataFrame) -> float:
     """Second difference of the loss at α = 0 of one 1-D slice (one run, direction, split), per
     unit length squared in parameter space: (L(h) − 2L(0) + L(−h)) / (h‖d‖)², h the smallest

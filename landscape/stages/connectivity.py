@@ -38,6 +38,7 @@ STAGE = {
     "inputs": ["data", "checkpoint_a", "checkpoint_b"],
     "tables": ["connectivity", "barriers", "alignment"],
     "resources": {"mem_mb": 2000, "runtime": 8},
+    "findings": ["report.findings:finding_connectivity"],
 }
 
 

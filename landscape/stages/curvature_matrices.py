@@ -32,6 +32,7 @@ STAGE = {
     "tables": ["curvature_matrices", "matrix_density", "layer_curvature"],
     "group": "geometry",
     "resources": {"mem_mb": 2000, "runtime": 5},
+    "findings": ["report.findings:finding_matrices", "report.findings:finding_layers"],
 }
 
 

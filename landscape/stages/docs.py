@@ -76,12 +76,12 @@ def _input(m, name: str) -> str:
 
 
 def stages_markdown() -> str:
-    from ..registry import measurements
+    from ..registry import measurements, plots
 
     per = {"run": "run", "run_shard": "run × shard", "pair": "pair of runs",
            "spawn": "run × spawn step", "study": "study"}
-    lines = ["| rule | command | one job per | reads | writes | config keys | SLURM |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| rule | command | one job per | reads | writes | config keys | SLURM | findings |",
+             "|---|---|---|---|---|---|---|---|"]
     for m in measurements():
         keys = ("—" if m.section is None else
                 f"`{m.section}`" + (": " + ", ".join(m.keys) if m.keys else "")
@@ -93,7 +93,17 @@ def stages_markdown() -> str:
         lines.append(f"| `{m.name}` | `{m.command}` | {per[m.per]} | "
                      f"{', '.join(_input(m, i) for i in m.inputs)} | "
                      f"{', '.join(f'`{t}`' for t in (*m.tables, *m.files.values()))} | "
-                     f"{'; '.join([keys, *extra])} | {slurm} |")
+                     f"{'; '.join([keys, *extra])} | {slurm} | "
+                     f"{', '.join(f'`{f}`' for f in m.findings) or '—'} |")
+    lines += ["", "## Figures", "",
+              "One rule per entry of a plot stage's `PLOTS` (`landscape/stages/plot_*.py`), in "
+              "findings-page order; a figure is drawn when every table it reads is made.", "",
+              "| rule | command | reads | draws |", "|---|---|---|---|"]
+    for p in plots():
+        figs = [f"`{name}`" for name, _, _ in p.figures.values()]
+        figs += [f"`{pattern}` per run of `{p.runs_of}`" for pattern, *_ in p.per_run.values()]
+        lines.append(f"| `{p.rule}` | `{p.command}` | "
+                     f"{', '.join(f'`{t}`' for t in p.tables.values())} | {', '.join(figs)} |")
     return "\n".join(lines)
 
 

@@ -10,7 +10,6 @@ from ..errors import UserError
 from ..report.findings import (
     Finding,
     finding_curvature,
-    finding_slices,
     finding_training,
     findings_frame,
     run_table,
@@ -80,17 +79,28 @@ def generate(tables: dict[str, pd.DataFrame]) -> tuple[list[Finding], pd.DataFra
         extra.append(f.barrier_per_run(tables["barriers"]))
     table = run_table(runs, tables.get("curvature_repeats"), extra)
     out = finding_training(runs)
-    if "curvature_repeats" in tables:
+    if "curvature_repeats" in tables:  # needs the run table above (λ_max with its spread)
         out += finding_curvature(table, tables.get("sharpness_trajectory"))
-    if "slice_1d" in tables:
-        out += finding_slices(tables["slice_1d"], runs) + f.finding_eigen_slices(tables["slice_1d"])
-    for name, fn in (("curvature_matrices", "finding_matrices"),
-                     ("layer_curvature", "finding_layers"),
-                     ("barriers", "finding_connectivity"), ("robustness", "finding_robustness"),
-                     ("correlations", "finding_generalisation")):
-        if name in tables and hasattr(f, fn):
-            out += getattr(f, fn)(tables)
+    out += registered_findings(tables)
     return out, table
+
+
+def registered_findings(tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """The findings functions the measurements declare (STAGE ``findings``), in stage order,
+    for each stage whose tables are all here."""
+    import importlib
+
+    from ..registry import measurements
+
+    out = []
+    for m in measurements():
+        if not m.findings or not set(m.tables) <= set(tables):
+            continue
+        for spec in m.findings:
+            module, name = spec.split(":")
+            fn = getattr(importlib.import_module(f"landscape.{module}"), name)
+            out += fn(tables)
+    return out
 
 
 def measure_summary(correlations: pd.DataFrame | None) -> pd.DataFrame | None:

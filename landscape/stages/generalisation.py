@@ -22,6 +22,8 @@ STAGE = {
     "inputs": ["table:runs", "table:flatness", "table:robustness", "table:hessian_eigs",
                "table:hessian_trace"],
     "tables": ["measures", "correlations", "granulated"],
+    "findings": ["report.findings:finding_robustness",
+                 "report.findings:finding_generalisation"],
 }
 
 

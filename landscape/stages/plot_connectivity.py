@@ -10,6 +10,21 @@ NAME = "plot-connectivity"
 HELP = ("draw loss and error along the paths between pairs, the barriers across pairs and the "
         "barrier between spawned children against the spawn step")
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 30,
+    "rule": "plot_connectivity",
+    "tables": {"paths": "connectivity", "barriers": "barriers", "runs": "runs"},
+    "figures": {"out-paths": ["connectivity_paths.png", "connectivity_paths.rst", "Connectivity"],
+                "out-barriers": ["connectivity_barriers.png", "connectivity_barriers.rst",
+                                 "Connectivity"]},
+}, {
+    "order": 31,
+    "rule": "plot_spawn",
+    "tables": {"spawn": "spawn_barriers", "runs": "runs"},
+    "figures": {"out-spawn": ["connectivity_spawn.png", "connectivity_spawn.rst", "Connectivity"]},
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--paths", help="connectivity.parquet (with --barriers, --out-paths, "

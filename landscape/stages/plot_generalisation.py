@@ -11,6 +11,17 @@ from ._common import plot_options
 NAME = "plot-generalisation"
 HELP = "draw every measure against the generalisation gap, and the τ / Ψ chart"
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 41,
+    "tables": {"measures": "measures", "correlations": "correlations", "granulated": "granulated",
+               "runs": "runs"},
+    "figures": {"out-measures": ["generalisation_measures.png", "generalisation_measures.rst",
+                                 "Generalisation"],
+                "out-correlations": ["generalisation_correlations.png",
+                                     "generalisation_correlations.rst", "Generalisation"]},
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--measures", required=True, help="measures.parquet")

@@ -10,6 +10,17 @@ from ._common import plot_options
 NAME = "plot-hessian"
 HELP = "draw spectral densities, curvature vs generalisation and sharpness along training"
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 10,
+    "tables": {"eigs": "hessian_eigs", "trace": "hessian_trace", "density": "hessian_density",
+               "sharpness": "sharpness_trajectory", "runs": "runs"},
+    "figures": {"out-density": ["hessian_density.png", "hessian_density.rst", "Curvature"],
+                "out-generalisation": ["hessian_generalisation.png",
+                                       "hessian_generalisation.rst", "Curvature"],
+                "out-sharpness": ["hessian_sharpness.png", "hessian_sharpness.rst", "Curvature"]},
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--eigs", required=True)

@@ -13,6 +13,15 @@ NAME = "plot-matrices"
 HELP = ("draw λ_max, trace and spectral density of the Hessian, Gauss–Newton and empirical "
         "Fisher, and the curvature by layer")
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 12,
+    "tables": {"matrices": "curvature_matrices", "density": "matrix_density",
+               "layers": "layer_curvature", "runs": "runs"},
+    "figures": {"out": ["hessian_matrices.png", "hessian_matrices.rst", "Curvature"],
+                "out-layers": ["hessian_layers.png", "hessian_layers.rst", "Curvature"]},
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--matrices", required=True, help="curvature_matrices table")

@@ -10,6 +10,13 @@ from ._common import plot_options
 NAME = "plot-robustness"
 HELP = "draw accuracy under Gaussian weight noise against σ, one panel per mode"
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 40,
+    "tables": {"robustness": "robustness", "runs": "runs"},
+    "figures": {"out": ["robustness_noise.png", "robustness_noise.rst", "Robustness"]},
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--robustness", required=True, help="robustness.parquet")

@@ -8,6 +8,22 @@ from ._common import plot_options
 NAME = "plot-slices"
 HELP = "draw 1-D slice curves, per-run contour and surface plots and the small multiples"
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 20,
+    "tables": {"slice-1d": "slice_1d", "slice-2d": "slice_2d",
+               "trajectory": "trajectory_projection", "pca": "pca_variance", "runs": "runs"},
+    "figures": {"curves": ["slices_1d.png", "slice_1d.rst", "Loss landscape"],
+                "multiples": ["slices_multiples.png", "slice_multiples.rst", "Loss landscape"]},
+    # one figure per sliced run (the runs of the slice_directions jobs), ids given as --run-ids
+    "per_run": {"contours": ["slices/contour_{run}.png", "slice_contour.rst", "Loss landscape",
+                             "contours"],
+                "surfaces": ["slices/surface_{run}.png", "slice_surface.rst", "Loss landscape",
+                             "surfaces"]},
+    "runs_of": "slice_directions",
+    "run_ids": "run-ids",
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--slice-1d", required=True)

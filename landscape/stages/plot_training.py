@@ -10,6 +10,14 @@ from ._common import plot_options
 NAME = "plot-training"
 HELP = "draw training curves and final metrics against hyper-parameters"
 
+# The rule(s) drawing these figures (landscape/registry.py: plots; workflow/rules/plots.smk):
+# CLI flag → gathered table, CLI flag → [figure file, caption, report category].
+PLOTS = [{
+    "order": 0,
+    "tables": {"training": "training", "runs": "runs"},
+    "figures": {"curves": ["training_curves.png", "training_curves.rst", "Training"],
+                "hparams": ["final_vs_hparams.png", "final_vs_hparams.rst", "Training"]},
+}]
 
 def add_arguments(p) -> None:
     p.add_argument("--training", required=True)

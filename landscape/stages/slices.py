@@ -30,6 +30,7 @@ STAGE = {
     "tables": ["slice_1d", "slice_2d", "trajectory_projection"],
     "group": "geometry",
     "resources": {"mem_mb": 1600, "runtime": 8},
+    "findings": ["report.findings:finding_slices_all"],
 }
 
 

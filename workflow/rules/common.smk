@@ -23,7 +23,6 @@ ENV = "../../environment.yml"
 RUN_TABLE = run_table(config)
 RUNS = list(RUN_TABLE.index)
 RES = config["results_dir"].rstrip("/")
-TRAINING_FIGURES = [f"{RES}/figures/training_curves.png", f"{RES}/figures/final_vs_hparams.png"]
 TRAINING_TABLES = {"runs": f"{RES}/tables/runs.parquet",
                    "training": f"{RES}/tables/training.parquet"}
 # Heavy jobs (those with `threads: 1` that import torch and compute) ask for one GPU when the
@@ -41,7 +40,6 @@ localrules:
     prepare_data,
     gather_training,
     gather_runs,
-    plot_training,
     collect_skipped,
 
 
@@ -98,7 +96,7 @@ def made_tables():
 
 def plot_targets():
     """The figures of every plot rule whose input tables this study makes (rules defined in
-    plots.smk and train.smk; a switched-off stage's figures are no targets)."""
+    plots.smk; a switched-off stage's figures are no targets)."""
     made = set(made_tables().values())
     figures = []
     for r in workflow.rules:

@@ -11,7 +11,8 @@ rule findings:
         **MADE_TABLES,  # every table of the study: the page lists them all
         figures=report_figures(),
         reference=findings_reference(),
-        code=src("findings"),
+        # the findings stage and the modules of the findings functions the stages declare
+        code=sorted({*src("findings"), *sources(*registry.finding_modules())}),
     output:
         html=report(
             f"{RES}/findings.html",

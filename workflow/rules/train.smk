@@ -55,32 +55,3 @@ rule gather_runs:
         f"{RES}/logs/gather_runs.log",
     shell:
         "python -m landscape gather --table runs --out {output} --inputs {input.runs} > {log} 2>&1"
-
-
-rule plot_training:
-    input:
-        training=f"{RES}/tables/training.parquet",
-        runs=f"{RES}/tables/runs.parquet",
-        code=src("plot_training"),
-    output:
-        curves=report(
-            f"{RES}/figures/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Training",
-        ),
-        hparams=report(
-            f"{RES}/figures/final_vs_hparams.png",
-            caption="../report/final_vs_hparams.rst",
-            category="Training",
-        ),
-        vectors=vector_copies(*TRAINING_FIGURES),
-    params:
-        plots=as_json(config["plots"]),
-    conda:
-        ENV
-    log:
-        f"{RES}/logs/plot_training.log",
-    shell:
-        "python -m landscape plot-training --training {input.training} --runs {input.runs}"
-        " --params {params.plots:q} --curves {output.curves} --hparams {output.hparams}"
-        " > {log} 2>&1"
