@@ -70,9 +70,14 @@ def run_hparams(runs: pd.DataFrame, run: str) -> dict:
 
 def train_params(config: dict, runs: pd.DataFrame, run: str) -> dict:
     """Everything a training job of ``run`` depends on: its hyper-parameters, the ``train``
-    section and its model's options (so editing ``models.cnn_bn`` reruns only cnn_bn runs)."""
+    section and its model's options (so editing ``models.cnn_bn`` reruns only cnn_bn runs), the
+    SAM radii only for the runs that use them."""
     hp = run_hparams(runs, run)
-    return {**hp, **config["train"], "model_options": config["models"].get(hp["model"], {})}
+    # a SAM radius belongs to the runs that use it: editing train.sam_rho reruns the sam runs only
+    own = {"sam_rho": "sam", "asam_rho": "asam"}
+    train = {k: v for k, v in config["train"].items() if own.get(k, hp["optimizer"]) ==
+             hp["optimizer"]}
+    return {**hp, **train, "model_options": config["models"].get(hp["model"], {})}
 
 
 def runs_with_seeds(runs: pd.DataFrame, seeds, key: str = "seeds") -> list[str]:

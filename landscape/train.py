@@ -45,11 +45,12 @@ from .data import Split
 from .evaluate import evaluate, resolve_device
 from .io import IntegrityError, load_verified, save_verified
 from .models import build_model, count_parameters
+from .sam import SAM, frozen_batchnorm_statistics
 from .schemas import training as _tables  # noqa: F401  registers the tables written here
 from .study import HPARAMS, run_id
 from .tables import write_table
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sam", "asam")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -70,6 +71,8 @@ class TrainConfig:
     epochs: int
     stop_at_loss: float | None
     momentum: float
+    sam_rho: float
+    asam_rho: float
     schedule: str
     model_options: dict
     snapshot_steps: list[int]
@@ -113,13 +116,21 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
                y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor | None:
     """One optimiser step on the mini-batch ``x[idx], y[idx]`` (mean cross-entropy): its loss,
     detached, or None when the loss is non-finite (then no step is taken). The one training step
-    of the project: runs (``train_run``) and spawned children (``connectivity.spawn``)."""
+    of the project: runs (``train_run``) and spawned children (``connectivity.spawn``). With a
+    ``landscape.sam.SAM`` optimiser it is SAM's two-pass step (the loss of the first pass)."""
     loss = F.cross_entropy(model(x[idx]), y[idx])
     if not torch.isfinite(loss):
         return None
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    opt.step()
+    if isinstance(opt, SAM):  # the second pass at the perturbed weights (landscape.sam)
+        opt.first_step()
+        opt.zero_grad(set_to_none=True)
+        with frozen_batchnorm_statistics(model):
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.second_step()
+    else:
+        opt.step()
     return loss.detach()
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -135,11 +146,16 @@ def hparam_columns(cfg: TrainConfig) -> dict:
             "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params):
+    """SGD (with ``momentum``), Adam, or SAM/ASAM around that SGD (``landscape.sam``)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(params)
+    sgd = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return sgd
+    rho = cfg.sam_rho if cfg.optimizer == "sam" else cfg.asam_rho
+    return SAM(params, sgd, rho=rho, adaptive=cfg.optimizer == "asam")
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:

@@ -48,7 +48,7 @@ BAD = [
     ("study.batch_size", [0], "study.batch_size[0] = 0"),
     ("study.batch_size", [32.5], "study.batch_size[0] = 32.5"),
     ("study.model", ["resnet50"], "one of ['simple_cnn', 'cnn', 'cnn_bn', 'mlp']"),
-    ("study.optimizer", ["rmsprop"], "one of ['sgd', 'adam']"),
+    ("study.optimizer", ["rmsprop"], "one of ['sgd', 'adam', 'sam', 'asam']"),
     ("study.seed", [], "at least 1 item"),
     ("study.seed", DELETE, "study.seed is missing"),
     ("study.seeds", [1], "unknown key study.seeds"),

@@ -289,3 +289,24 @@ def test_eigen_slice_finding_compares_curvature_per_unit_length():
     assert f.numbers["random_median"] == pytest.approx(0.5)
     assert f.numbers["ratio_median"] == pytest.approx(80.0)
     assert "flatter landscape" in f.text
+
+
+def test_sam_finding_pairs_each_sam_run_with_its_sgd_twin():
+    """SAM vs SGD pairs share every hyper-parameter but the optimiser; λ_max is called lower
+    only beyond twice the combined subset spread; accuracy and gap differences are not called."""
+    from landscape.report.findings import finding_sam
+
+    rows = []
+    for seed, (l_sgd, l_sam) in enumerate(((10.0, 5.0), (10.0, 9.9), (8.0, 4.0)), start=1):
+        for opt, lam in (("sgd", l_sgd), ("sam", l_sam)):
+            rows.append({"run": f"{opt}{seed}", "model": "cnn", "optimizer": opt, "lr": 0.1,
+                         "batch_size": 32, "weight_decay": 0.0, "seed": seed,
+                         "lambda_max": lam, "lambda_max_sd": 0.2,
+                         "test_acc": 0.8 + (0.01 if opt == "sam" else 0.0),
+                         "gap_error": 0.05})
+    (f,) = finding_sam(pd.DataFrame(rows))
+    n = f.numbers
+    assert (n["lower"], n["higher"], n["within_spread"], n["pairs"]) == (2, 0, 1, 3)
+    assert n["lambda_ratio_median"] == pytest.approx(0.5)
+    assert n["test_acc_diff_median"] == pytest.approx(0.01)
+    assert f.key == "sam_vs_sgd" and "not called" in f.text

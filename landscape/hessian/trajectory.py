@@ -5,7 +5,8 @@ the edge of stability") show that full-batch gradient descent with step η drive
 and hovers there. For heavy-ball momentum β in PyTorch's form (v ← βv + g, θ ← θ − ηv) the
 quadratic model is stable while λ_max < (2 + 2β)/η (their appendix on momentum), so for
 β = 0.9 the threshold is 3.8/η, 1.9× the plain 2/η; both lines are recorded. For Adam the relevant
-quantity is the *preconditioned* sharpness, a different operator, so no threshold is given (NaN).
+quantity is the *preconditioned* sharpness, a different operator, so no threshold is given (NaN);
+nor for SAM and adaptive SAM, whose ascent step moves the stability limit (Long & Bartlett 2024).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def stability_threshold(optimizer: str, lr: float, momentum: float = 0.0) -> flo
     heavy-ball momentum β (β = 0: 2/η); NaN for Adam (preconditioned sharpness differs)."""
     if optimizer == "sgd":
         return (2.0 + 2.0 * momentum) / lr
-    if optimizer == "adam":
+    if optimizer in ("adam", "sam", "asam"):  # SAM's own threshold differs: not drawn
         return math.nan
-    raise ValueError(f"Unknown optimizer {optimizer!r}. Supported optimizers are ['sgd', 'adam'].")
+    raise ValueError(f"Unknown optimizer {optimizer!r}. Supported optimizers are "
+                     "['sgd', 'adam', 'sam', 'asam'].")
 
 
 def sharpness_trajectory(model: nn.Module, states: list[dict], x: torch.Tensor, y: torch.Tensor,

@@ -247,6 +247,7 @@ def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None
         clause = spread_clause(c, "ended sharper (higher λ_max)", "flatter")
         text = f"{name.capitalize()} ({fixed}) {clause}."
         out.append(Finding("curvature", f"lambda_max_vs_{col}", text, c))
+    out += finding_sam(ok)
     for gap in ("gap_error", "gap_loss"):
         text, nums = kendall_sentence(ok["lambda_max"].to_numpy(float),
                                       ok[gap].to_numpy(float), f"λ_max vs {gap}")
@@ -264,6 +265,44 @@ def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None
                 f"{fmt((last['lambda_max'] / last['two_over_lr']).min())} to "
                 f"{fmt((last['lambda_max'] / last['two_over_lr']).max())}).",
                 {"above_two_over_lr": above, "above_eos": above_eos, "n": len(last)}))
+    return out
+
+
+SAM_NAMES = {"sam": "SAM", "asam": "adaptive SAM"}
+
+
+def finding_sam(ok: pd.DataFrame) -> list[Finding]:
+    """Flatness as an intervention: each SAM (or ASAM) run against the SGD run of the same model,
+    η, batch size, weight decay and seed. λ_max is called lower or higher only beyond the subset
+    spread; test accuracy and the error gap (one evaluation, no spread) are given as median
+    differences with their range, never called."""
+    out = []
+    keys = [h for h in HPARAMS if h != "optimizer"]
+    sgd = ok[ok["optimizer"] == "sgd"]
+    for kind, name in SAM_NAMES.items():
+        other = ok[ok["optimizer"] == kind]
+        if other.empty or sgd.empty:
+            continue
+        both = sgd.merge(other, on=keys, suffixes=("_sgd", "_sam"))
+        if both.empty:
+            continue
+        pairs = [(pd.Series({"v": r.lambda_max_sgd, "sd": r.lambda_max_sd_sgd}),
+                  pd.Series({"v": r.lambda_max_sam, "sd": r.lambda_max_sd_sam}))
+                 for r in both.itertuples()]
+        c = compare_beyond_spread(pairs, "v", "sd")
+        d_acc = both["test_acc_sam"] - both["test_acc_sgd"]
+        d_gap = both["gap_error_sam"] - both["gap_error_sgd"]
+        ratio = both["lambda_max_sam"] / both["lambda_max_sgd"]
+        text = (f"{name} against SGD (same model, η, batch size, weight decay and seed; "
+                f"{len(both)} pairs): λ_max {spread_clause(c, 'higher', 'lower')} (ratio "
+                f"{fmt(ratio.median())}, range {fmt(ratio.min())}–{fmt(ratio.max())}); test "
+                f"accuracy changed by a median {fmt(d_acc.median(), 2)} (range "
+                f"{fmt(d_acc.min(), 2)} to {fmt(d_acc.max(), 2)}) and the error gap by "
+                f"{fmt(d_gap.median(), 2)} (one evaluation each: not called)")
+        out.append(Finding("curvature", f"{kind}_vs_sgd", text + ".",
+                           {**c, "lambda_ratio_median": float(ratio.median()),
+                            "test_acc_diff_median": float(d_acc.median()),
+                            "gap_error_diff_median": float(d_gap.median())}))
     return out
 
 

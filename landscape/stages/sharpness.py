@@ -47,7 +47,7 @@ def measure(job) -> dict:
     df = sharpness(model, states, x, y, opts, progress=job.progress)
     epochs = [float(snaps["epoch"][i]) for i in keep]
     lrs = [lr_at(cfg, max(math.ceil(e) - 1, 0)) for e in epochs]
-    beta = cfg.momentum if cfg.optimizer == "sgd" else math.nan
+    beta = cfg.momentum if cfg.optimizer in ("sgd", "sam", "asam") else math.nan
     df.insert(0, "run", meta["run"])
     df.insert(1, "eval_set", eval_set)
     df.insert(2, "eval_size", eval_size)
