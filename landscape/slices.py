@@ -232,7 +232,7 @@ def plan_slices(weights: ParamSet, spec: SliceSpec, initial: ParamSet | None = N
                          ["plane_pca_0", "plane_pca_1"])
 
     if "hessian" in spec.planes:
-        g = grid(-spec.range_2d, spec.range_2d, spec.points_2d)
+        g = grid(-spec.range_2d, spec.range_2d, spec.hessian_points_2d)
         planes["hessian"] = (g, g, ["hessian_v1", "hessian_v2"])
 
     for plane in PLANES:  # fixed order, whatever the order in spec.planes

@@ -38,6 +38,7 @@ class SliceSpec:
     pca_margin: float
     pca_centre: bool
     hessian_rise: float = 1.0
+    hessian_points_2d: int = 9
 
     def __post_init__(self) -> None:
         from .errors import ConfigError
@@ -52,7 +53,7 @@ class SliceSpec:
         bad = [p for p in self.planes if p not in PLANES]
         if bad:
             raise ValueError(f"Unsupported planes {bad}. Supported planes are {list(PLANES)}.")
-        for key in ("points_1d", "points_2d"):
+        for key in ("points_1d", "points_2d", "hessian_points_2d"):
             n = getattr(self, key)
             if n < 3 or n % 2 == 0:
                 raise ValueError(f"slices.{key} = {n} is not allowed: expected an odd number ≥ 3 "
