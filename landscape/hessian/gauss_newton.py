@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ..params import flatten
 from .lanczos import NonFiniteError
+from .operator import evaluation_layout
 
 KINDS = {"ggn": "generalised Gauss–Newton", "ef": "empirical Fisher"}
 
@@ -48,25 +49,8 @@ class GaussNewtonOperator:
                  batch_size: int | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"Unknown curvature matrix {kind!r}. Supported are {list(KINDS)}.")
-        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ValueError(f"x has {x.shape[0]} samples and y {y.shape[0]}; need the same, > 0.")
         self.kind = kind
-        self.model = model.eval()
-        self.x, self.y = x, y
-        self.n = int(x.shape[0])
-        bs = self.n if batch_size is None else min(int(batch_size), self.n)
-        self.batches = [(i, min(i + bs, self.n)) for i in range(0, self.n, bs)]
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
-        self.shapes = [tuple(p.shape) for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.dtype = named[0][1].dtype
-        self.device = named[0][1].device
-        self.params = {n: p.detach() for n, p in named}
-        self.frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-        self.buffers = dict(model.named_buffers())
-        self.dim = sum(self.numels)
-        self.n_hvp = 0
+        evaluation_layout(self, model, x, y, batch_size)
 
     def _logits(self, params: dict, i: int, j: int) -> torch.Tensor:
         return functional_call(self.model, ({**params, **self.frozen}, self.buffers),

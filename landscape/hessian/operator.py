@@ -70,6 +70,35 @@ def _grad_dot(g: tuple[torch.Tensor, ...], leaves: list[torch.Tensor], vs: list[
                                materialize_grads=True)
 
 
+def evaluation_layout(op, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      batch_size: int | None) -> None:
+    """What every curvature operator of the mean loss over ``(x, y)`` holds (this module's and
+    ``gauss_newton``'s): the model in eval mode, the data and its mini-batches, the trainable
+    parameters' names, shapes and flat layout, frozen parameters and buffers (constants of the
+    function), the device and dtype, and the product counter ``n_hvp``."""
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x has {x.shape[0]} samples and y {y.shape[0]}; need the same, > 0.")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+    op.model = model.eval()
+    op.x, op.y = x, y
+    op.n = int(x.shape[0])
+    bs = op.n if batch_size is None else min(int(batch_size), op.n)
+    op.batches = [(i, min(i + bs, op.n)) for i in range(0, op.n, bs)]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    op.names = [n for n, _ in named]
+    op.shapes = [tuple(p.shape) for _, p in named]
+    op.numels = [p.numel() for _, p in named]
+    op.dtype = named[0][1].dtype
+    op.device = named[0][1].device
+    op.params = {n: p.detach() for n, p in named}
+    op.buffers = dict(model.named_buffers())
+    # parameters that are frozen stay constants of the function
+    op.frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+    op.dim = sum(op.numels)
+    op.n_hvp = 0
+
+
 class HessianOperator:
     """Hessian of the mean cross-entropy of ``model`` over ``(x, y)`` at its current parameters.
 
@@ -88,27 +117,7 @@ class HessianOperator:
         if method not in METHODS:
             raise ValueError(f"Unknown HVP method {method!r}. "
                              f"Supported methods are {list(METHODS)}.")
-        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ValueError(f"x has {x.shape[0]} samples and y {y.shape[0]}; need the same, > 0.")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
-        self.model = model.eval()
-        self.x, self.y = x, y
-        self.n = int(x.shape[0])
-        bs = self.n if batch_size is None else min(int(batch_size), self.n)
-        self.batches = [(i, min(i + bs, self.n)) for i in range(0, self.n, bs)]
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
-        self.shapes = [tuple(p.shape) for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.dtype = named[0][1].dtype
-        self.device = named[0][1].device
-        self.params = {n: p.detach() for n, p in named}
-        self.buffers = dict(model.named_buffers())
-        # parameters that are frozen stay constants of the function
-        self.frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-        self.dim = sum(self.numels)
-        self.n_hvp = 0
+        evaluation_layout(self, model, x, y, batch_size)
         self.n_grad = 0
         self.graph_mb_estimate = self._estimate_graph_mb()
         if method == "auto":
