@@ -16,7 +16,11 @@ parentheses.
   goal ≥ 0.8);
 * weight matching: seconds per pair of ``align`` (spec, Algorithm 1, applying the permutation)
   for ``cnn`` and ``simple_cnn`` (goal < 1 s), plus ``cnn_bn`` and ``mlp``, on pairs of
-  independently initialised networks.
+  independently initialised networks;
+* activation matching and REPAIR (``cnn``, ``--eval-size`` images): seconds of
+  ``align_activations`` (forward passes of both networks, correlations, assignments) and of one
+  REPAIRed path point (corrections measured layer by layer, then the evaluation) ÷ one plain
+  path point (no goal: REPAIR costs about one extra forward pass over the images per point).
 
 Data: Fashion-MNIST through ``landscape.data.prepare`` when the IDX files are installed, else
 synthetic tensors of the same shape (the timings do not depend on the pixel values).
@@ -43,7 +47,9 @@ from landscape.allocator import keep_freed_memory  # noqa: E402
 from landscape.connectivity import (  # noqa: E402
     BezierPath,
     LinearPath,
+    Repair,
     align,
+    align_activations,
     evaluate_path,
     train_bezier,
 )
@@ -201,6 +207,32 @@ def bench_matching(args) -> dict[str, float]:
     return out
 
 
+def bench_activation_repair(args, x, y) -> dict[str, float]:
+    """Seconds of activation matching and of one REPAIRed point against one plain point."""
+    sa, sb = model_pair("cnn", width=args.width, hidden=64)
+    model = build_model("cnn", width=args.width, hidden=64).eval()
+    model.load_state_dict(sa)
+    (xc,) = use_channels_last(model, x)
+    bs = args.eval_batch_size
+    data = {"train": (xc, y)}
+    path = LinearPath.from_states(model, sa, sb)
+    repair = Repair.from_states(model, sa, sb, xc, batch_size=bs)
+    times = race({"activation": lambda: align_activations(model, sa, sb, xc, batch_size=bs),
+                  "plain": lambda: evaluate_path(model, path, [0.5], data, bs),
+                  "repair": lambda: evaluate_path(model, path, [0.5], data, bs, repair=repair),
+                  "endpoints": lambda: Repair.from_states(model, sa, sb, xc, batch_size=bs)},
+                 args.repeats)
+    t, tm = best(times), median(times)
+    print(f"\nactivation matching and REPAIR: cnn width {args.width}, {x.shape[0]} images, "
+          f"batch {bs}, channels-last; best (median) of {args.repeats} rounds")
+    for label, k in (("align_activations (whole call)", "activation"),
+                     ("REPAIR endpoint statistics (once per path)", "endpoints"),
+                     ("one plain path point (evaluate_path)", "plain"),
+                     ("one REPAIRed path point (evaluate_path)", "repair")):
+        print(f"  {label:<44} {t[k]:>7.3f} s ({tm[k]:.3f})")
+    return {**t, "ratio": t["repair"] / t["plain"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=16)
@@ -223,11 +255,14 @@ def main() -> None:
     r_paths = bench_paths(args, x[:args.eval_size], y[:args.eval_size])
     r_bezier = bench_bezier(args, x[:args.train_size], y[:args.train_size])
     match = bench_matching(args)
+    act = bench_activation_repair(args, x[:args.eval_size], y[:args.eval_size])
     print(f"\npath points / bare forward         = {r_paths:.3f}  (goal ≥ 0.9; slower of "
           "linear and Bézier)")
     print(f"Bézier training / bare training    = {r_bezier:.3f}  (goal ≥ 0.8)")
     print(f"weight matching cnn, simple_cnn    = {match['cnn']:.3f} s, {match['simple_cnn']:.3f} s "
           "per pair  (goal < 1 s)")
+    print(f"activation matching cnn           = {act['activation']:.3f} s per pair; one REPAIR "
+          f"point / one plain point = {act['ratio']:.2f}")
 
 
 if __name__ == "__main__":

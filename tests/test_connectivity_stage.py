@@ -99,8 +99,9 @@ def test_tables_match_their_schemas(cnn_pair):
         ends = g.set_index("t")["loss"]
         assert row["loss_barrier_mean"] == pytest.approx(g["loss"].max() - (ends[0.0] + ends[1.0])
                                                          / 2, abs=1e-12)
-    align = cnn_pair["alignment"].iloc[0]
-    assert align["converged"] and align["distance_after"] <= align["distance_before"]
+    (align,) = cnn_pair["alignment"].itertuples()  # the default methods: weight matching only
+    assert align.method == "weight"
+    assert align.converged and align.distance_after <= align.distance_before
 
 
 def test_endpoints_are_the_checkpoints(cnn_pair, trained):
@@ -136,6 +137,42 @@ def test_batchnorm_runs_record_recomputed_statistics(trained):
     off = connect(trained, "cnn_bn_1", "cnn_bn_2", "bn_off", {**PARAMS, "recompute_bn": False,
                                                                   "methods": ["linear"]})
     assert not read_table(off["connectivity"], "connectivity")["bn_recomputed"].any()
+
+
+def test_activation_matching_and_repair_on_a_batchnorm_pair(trained):
+    """The new methods on a cnn_bn pair: a path per method, an alignment row per matching
+    method, REPAIR's path ends where the aligned line does (REPAIR is the identity at the
+    endpoints) and has a finite barrier; the activation-aligned B is B's function."""
+    methods = ["linear", "aligned", "activation", "repair"]
+    out = connect(trained, "cnn_bn_1", "cnn_bn_2", "bn_new", {**PARAMS, "methods": methods})
+    tables = {name: read_table(path, name) for name, path in out.items()}
+    for name, df in tables.items():
+        assert list(df.columns) == [c.name for c in SCHEMAS[name]], name
+    paths, barriers, align = tables["connectivity"], tables["barriers"], tables["alignment"]
+    assert len(paths) == 4 * 5 * 2 and len(barriers) == 4 * 2
+    assert paths.groupby("method").size().to_dict() == {m: 10 for m in methods}
+    assert paths["bn_recomputed"].all() and barriers["bn_recomputed"].all()
+    assert dict(zip(barriers["method"], barriers["endpoint_b"], strict=False)) == {
+        "linear": "raw", "aligned": "aligned", "activation": "activation", "repair": "aligned"}
+    assert np.isfinite(barriers[["loss_barrier", "error_barrier", "loss_barrier_mean"]]).all().all()
+    assert (barriers[["loss_barrier", "error_barrier"]] >= 0).all().all()
+    assert sorted(align["method"]) == ["activation", "weight"]
+    assert align["converged"].all() and (align["n_units"] == 3 + 6 + 8).all()
+    act = align.set_index("method").loc["activation"]
+    assert act["iterations"] == 1 and act["seed"] == 0 and 0 < act["objective"] <= 17
+    assert act["distance_after"] < act["distance_before"]
+    loss = paths.set_index(["method", "split", "t"])["loss"]
+    for split in ("train", "test"):
+        for t in (0.0, 1.0):
+            assert loss["repair", split, t] == pytest.approx(loss["aligned", split, t], abs=1e-5)
+        assert loss["activation", split, 0.0] == loss["linear", split, 0.0]
+        assert loss["activation", split, 1.0] == pytest.approx(loss["linear", split, 1.0],
+                                                               abs=1e-5)
+        assert loss["repair", split, 0.5] != loss["aligned", split, 0.5]
+    # without an aligned path or REPAIR no weight matching is run
+    only = connect(trained, "cnn_bn_1", "cnn_bn_2", "bn_act",
+                   {**PARAMS, "methods": ["activation"]})
+    assert list(read_table(only["alignment"], "alignment")["method"]) == ["activation"]
 
 
 def test_different_architectures_are_refused(trained, capsys):
@@ -265,7 +302,8 @@ def _synthetic(n_pairs: int = 6, points: int = 21):
     firsts = runs[runs["seed"] == 1]["run"].tolist()[:n_pairs]
     for i, a in enumerate(firsts):
         b = a[:-1] + "2"
-        for method, height in (("linear", 1.2), ("aligned", 0.4), ("bezier", 0.05)):
+        for method, height in (("linear", 1.2), ("aligned", 0.4), ("activation", 0.5),
+                               ("repair", 0.1), ("bezier", 0.05)):
             for split in ("train", "test"):
                 f = pd.DataFrame({"t": t, "split": split,
                                   "loss": 0.3 + height * (1 + 0.1 * i) * np.sin(np.pi * t) ** 2,

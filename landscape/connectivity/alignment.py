@@ -197,6 +197,27 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
     return PermutationSpec(sizes, {k: axes[k] for k in model.state_dict()}, param_keys)
 
 
+def unit_layers(model: nn.Module) -> dict[str, list[str]]:
+    """Permutation name → the layers right after that weighted layer that act on its units one
+    by one (BatchNorm, element-wise activations, dropout), in call order, up to the first
+    pooling, Flatten or weighted layer; [] when none follows. Where activation matching
+    (``landscape.connectivity.activation``) and REPAIR (``landscape.connectivity.repair``) read
+    a hidden unit: the last of these layers (after the nonlinearity), or the BatchNorm right
+    after the weighted layer (before it). Same checks as ``permutation_spec``."""
+    spec = permutation_spec(model)
+    chain = _chain(model)
+    out: dict[str, list[str]] = {}
+    for i, (name, _) in enumerate(chain):
+        if name not in spec.sizes:
+            continue
+        out[name] = []
+        for follower, m in chain[i + 1:]:
+            if not isinstance(m, NORMS + ELEMENTWISE):
+                break
+            out[name].append(follower)
+    return out
+
+
 def _spec(model_or_spec: nn.Module | PermutationSpec) -> PermutationSpec:
     if isinstance(model_or_spec, PermutationSpec):
         return model_or_spec

@@ -35,6 +35,8 @@ checkpoints' own statistics bitwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..directions import derived_seed
+from ..evaluate import evaluate
 from ..evaluator import PointEvaluator, use_channels_last
 from ..models import has_batchnorm
 from ..params import (
@@ -57,6 +60,9 @@ from ..params import (
     write_,
 )
 from ..train import epoch_order, steps_per_epoch
+
+if TYPE_CHECKING:
+    from .repair import Repair
 
 Terms = list[tuple[ParamSet, float]]
 
@@ -237,9 +243,35 @@ PathLike = LinearPath | BezierPath | Callable[[float], Mapping[str, torch.Tensor
     Sequence[Mapping[str, torch.Tensor]]
 
 
+class _Repaired:
+    """``PointEvaluator``'s evaluate function with REPAIR: at the first evaluation of a point
+    (after ``PointEvaluator.at`` wrote its weights and re-estimated BatchNorm statistics) the
+    corrections at ``t`` are computed and installed as forward hooks; ``done`` removes them."""
+
+    def __init__(self, repair: Repair) -> None:
+        self.repair = repair
+        self.t = 0.0
+        self.hooks: ExitStack | None = None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int) -> tuple[float, float]:
+        if self.hooks is None:
+            from .repair import corrected
+
+            self.hooks = ExitStack()
+            self.hooks.enter_context(corrected(model, self.repair.corrections(model, self.t)))
+        return evaluate(model, x, y, batch_size)
+
+    def done(self) -> None:
+        if self.hooks is not None:
+            hooks, self.hooks = self.hooks, None
+            hooks.close()
+
+
 def evaluate_path(model: nn.Module, path: PathLike, ts: Sequence[float],
                   data: Mapping[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int = 256,
-                  bn_data: torch.Tensor | None = None, progress: bool = False) -> pd.DataFrame:
+                  bn_data: torch.Tensor | None = None, progress: bool = False,
+                  repair: Repair | None = None) -> pd.DataFrame:
     """Loss and accuracy of ``model`` at every t of ``ts`` along ``path``, evaluated in place.
 
     ``path``: a ``LinearPath``/``BezierPath`` (fast: each point is written into the model's own
@@ -247,8 +279,12 @@ def evaluate_path(model: nn.Module, path: PathLike, ts: Sequence[float],
     state dicts (one per t). ``data``: split name → ``(x [N, 1, 28, 28], y [N])`` in the model's
     memory format (see ``landscape.evaluator.use_channels_last``). ``bn_data``: inputs on which
     BatchNorm statistics are re-estimated at every point (use for BatchNorm models); without it
-    the path's interpolated buffers are used (module docstring). The model is restored bitwise
-    on return (``PointEvaluator``).
+    the path's interpolated buffers are used (module docstring). ``repair``: evaluate the
+    REPAIRed network at every point (``landscape.connectivity.repair.Repair``, Jordan et al.
+    2023; build it with the same ``bn_data`` and ``batch_size``): after the point is written and
+    its BatchNorm statistics re-estimated, the corrections at t are measured on the repair's
+    inputs and applied with forward hooks for that point's evaluation only. The model is
+    restored bitwise on return (``PointEvaluator``) and left without hooks.
 
     Returns a DataFrame with one row per (t, split): ``t`` (float), ``split``, ``loss`` (mean
     cross-entropy, nats), ``accuracy`` (fraction), ``bn_recomputed`` (bool: the model has
@@ -268,7 +304,9 @@ def evaluate_path(model: nn.Module, path: PathLike, ts: Sequence[float],
     from tqdm.auto import tqdm
 
     rows = []
-    with PointEvaluator(model, data, batch_size, bn_data=bn_data if recompute else None) as ev:
+    repaired = _Repaired(repair) if repair is not None else None
+    with PointEvaluator(model, data, batch_size, bn_data=bn_data if recompute else None,
+                        evaluate_fn=repaired if repaired is not None else evaluate) as ev:
         live = path.adopt(ev.adopt) if structured else None
         for i, t in enumerate(tqdm(ts, desc="path points", disable=not progress,
                                    mininterval=2.0)):
@@ -280,7 +318,14 @@ def evaluate_path(model: nn.Module, path: PathLike, ts: Sequence[float],
                 base, terms = from_state(state, model), []
                 bufs = buffers_from_state(state, model) if ev.buffers and not recompute \
                     else None
-            for split, (loss, acc) in ev.at(base, terms, bufs).items():
+            if repaired is not None:
+                repaired.t = t
+            try:
+                results = ev.at(base, terms, bufs)
+            finally:
+                if repaired is not None:
+                    repaired.done()
+            for split, (loss, acc) in results.items():
                 rows.append({"t": t, "split": split, "loss": loss, "accuracy": acc,
                              "bn_recomputed": recompute})
     return pd.DataFrame(rows, columns=["t", "split", "loss", "accuracy", "bn_recomputed"])

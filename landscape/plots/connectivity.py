@@ -1,8 +1,9 @@
 """Mode-connectivity figures from the ``connectivity``, ``barriers``, ``spawn_barriers`` and
 ``runs`` tables.
 
-* ``path_curves``: loss and error along t for every method, one row per pair (train solid,
-  test dashed).
+* ``path_curves``: loss and error along t for every method (linear, aligned by weight or by
+  activation matching, aligned with REPAIR, Bézier), one row per pair (train solid, test
+  dashed).
 * ``barrier_chart``: loss and error barriers of every pair, grouped bars per method, train and
   test side by side; the legend gives each method's mean over pairs.
 * ``spawn_chart``: loss and error barrier between spawned children against the spawn step k
@@ -22,14 +23,17 @@ import pandas as pd
 from . import empty_figure, overlapping_tick_labels, run_label
 from .encoding import Encoding
 
-METHODS = ["linear", "aligned", "bezier"]
-METHOD_COLOURS = {"linear": "#d62728", "aligned": "#1f77b4", "bezier": "#2ca02c"}
+METHODS = ["linear", "aligned", "activation", "repair", "bezier"]
+METHOD_COLOURS = {"linear": "#d62728", "aligned": "#1f77b4", "activation": "#9467bd",
+                  "repair": "#ff7f0e", "bezier": "#2ca02c"}
 METHOD_NAMES = {"linear": "linear", "aligned": "aligned linear (weight matching)",
-                "bezier": "Bézier curve (trained)"}
-# wider lines underneath, so that equal curves (aligned = linear when matching moves no unit)
-# stay visible
-METHOD_WIDTHS = {"linear": 3.0, "aligned": 1.8, "bezier": 1.2}
-METHOD_HATCHES = {"linear": "", "aligned": "///", "bezier": "..."}  # bars apart in greyscale
+                "activation": "aligned linear (activation matching)",
+                "repair": "aligned linear + REPAIR", "bezier": "Bézier curve (trained)"}
+# wider lines underneath, so that equal curves (aligned = linear when matching moves no unit,
+# activation = aligned when both matchings agree) stay visible
+METHOD_WIDTHS = {"linear": 3.4, "aligned": 2.6, "activation": 1.8, "repair": 1.3, "bezier": 1.0}
+METHOD_HATCHES = {"linear": "", "aligned": "///", "activation": "xxx", "repair": "\\\\",
+                  "bezier": "..."}  # bars apart in greyscale
 SPLIT_STYLE = {"train": "-", "test": "--"}
 HPARAM_ORDER = ["model", "optimizer", "lr", "weight_decay", "batch_size", "seed"]
 
@@ -117,7 +121,8 @@ def path_curves(paths: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
                for m in methods]
     handles += [plt.Line2D([], [], color="0.3", ls=s, label=split)
                 for split, s in SPLIT_STYLE.items()]
-    _header(fig, "Paths between minima: " + _eval_note(paths), handles, len(handles))
+    _header(fig, "Paths between minima: " + _eval_note(paths), handles,
+            len(handles) if len(handles) <= 5 else -(-len(handles) // 2))
     return fig
 
 

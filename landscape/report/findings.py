@@ -412,7 +412,9 @@ def barrier_per_run(barriers: pd.DataFrame) -> pd.DataFrame:
 
 # the end B of each method's path when a barriers table has no endpoint_b column (older tables);
 # the Bézier curve's end is a config choice (connectivity.bezier.init), so it is not guessed
-_DEFAULT_END = {"linear": "raw", "aligned": "aligned"}
+_DEFAULT_END = {"linear": "raw", "aligned": "aligned", "activation": "activation",
+                "repair": "aligned"}
+_PATH_METHODS = ("linear", "aligned", "activation", "repair", "bezier")
 _LINE_TO = {"raw": ("linear", "the unaligned straight line A → θ_B"),
             "aligned": ("aligned", "the aligned straight line A → P(θ_B)")}
 
@@ -431,9 +433,9 @@ def _barrier_by_pair(tr: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def _versus_line(subject: str, line: str, path: pd.DataFrame, ref: pd.DataFrame,
-                 eval_sets: str) -> tuple[str, dict]:
-    """'<subject> had a lower train-loss barrier than <line> …': pairs in both frames compared
-    by ``compare_beyond_spread`` (ref first); without a spread the pairs lower and higher are
+                 eval_sets: str, what: str = "train-loss barrier") -> tuple[str, dict]:
+    """'<subject> had a lower <what> than <line> …': pairs in both frames compared by
+    ``compare_beyond_spread`` (ref first); without a spread the pairs lower and higher are
     counted but not called a difference."""
     common = path.index.intersection(ref.index)
     pairs = [(ref.loc[p], path.loc[p]) for p in common]
@@ -448,14 +450,14 @@ def _versus_line(subject: str, line: str, path: pd.DataFrame, ref: pd.DataFrame,
         return (f"{subject} could not be compared with {line}: no pair has both barriers.",
                 nums)
     if unknown == c["pairs"]:
-        text = (f"{subject} had a lower train-loss barrier than {line} in {raw['raw_lower']} of "
+        text = (f"{subject} had a lower {what} than {line} in {raw['raw_lower']} of "
                 f"{c['pairs']} pair(s) and a higher one in {raw['raw_higher']} (median difference "
                 f"{fmt(raw['median_difference'])} nats), not called a difference: each path was "
                 f"evaluated on one seeded subset per split ({eval_sets}), so the barrier's spread "
                 "over subsets is unknown.")
         return text, nums
     known = c["pairs"] - unknown
-    text = (f"{subject} had a lower train-loss barrier than {line} beyond the evaluation-subset "
+    text = (f"{subject} had a lower {what} than {line} beyond the evaluation-subset "
             f"spread (2·√(sd² + sd²)) in {c['lower']} of {known} pair(s), a higher one in "
             f"{c['higher']}, and was within the spread in {c['within_spread']}")
     if unknown:
@@ -488,15 +490,35 @@ def _from_k_clause(what: str, first: int | None, stays: int | None, last: int) -
             "k after it)")
 
 
+def _versus_aligned(subject: str, short: str, other: str, path: pd.DataFrame,
+                    ref: pd.DataFrame, eval_sets: str) -> tuple[str, dict]:
+    """Test-loss barrier of ``path`` against the weight-matched line ``ref`` per pair: both
+    medians, the median ratio path/ref (pairs with a positive ref barrier), then
+    ``_versus_line``'s count of lower and higher pairs beside the spread."""
+    common = path.index.intersection(ref.index)
+    p, r = path.loc[common, "barrier"].astype(float), ref.loc[common, "barrier"].astype(float)
+    ok = np.isfinite(p) & np.isfinite(r) & (r > 0)
+    ratio = float(np.median(p[ok] / r[ok])) if ok.any() else math.nan
+    text, nums = _versus_line(subject, "the weight-matched line A → P(θ_B)" + other, path, ref,
+                              eval_sets, what="test-loss barrier")
+    head = (f"Median test-loss barrier over {len(common)} pair(s): {fmt(float(p.median()))} "
+            f"nats for {short} against {fmt(float(r.median()))} for "
+            f"the weight-matched line (median ratio {fmt(ratio)} over {int(ok.sum())} pair(s) "
+            "whose weight-matched barrier is positive). ")
+    return head + text, nums | {"median": float(p.median()), "median_aligned": float(r.median()),
+                                "median_ratio": ratio, "ratio_pairs": int(ok.sum())}
+
+
 def finding_connectivity(tables: dict[str, pd.DataFrame]) -> list[Finding]:
-    """Barriers of the three paths, what alignment and the Bézier curve change against the
-    straight line between the same endpoints (called only beyond the evaluation-subset spread),
-    and from which spawn step on spawned children stay connected."""
+    """Barriers of the paths, what alignment and the Bézier curve change against the straight
+    line between the same endpoints (called only beyond the evaluation-subset spread), REPAIR
+    and activation matching against the weight-matched line (test-loss barrier), and from which
+    spawn step on spawned children stay connected."""
     out = []
     b = tables.get("barriers")
     if b is not None and not b.empty:
         tr = b[b["split"] == "train"]
-        methods = [m for m in ("linear", "aligned", "bezier") if m in set(tr["method"])]
+        methods = [m for m in _PATH_METHODS if m in set(tr["method"])]
         per = {m: _barrier_by_pair(tr, m) for m in methods}
         n = len(per[methods[0]]) if methods else 0
         parts = [f"{m} {fmt(per[m]['barrier'].median())} (range {fmt(per[m]['barrier'].min())} "
@@ -515,6 +537,23 @@ def finding_connectivity(tables: dict[str, pd.DataFrame]) -> list[Finding]:
                                       "functions at its ends)", per["aligned"], per["linear"],
                                       sets)
             out.append(Finding("connectivity", "alignment", text, nums))
+        te = b[b["split"] == "test"]
+        test_sets = ", ".join(sorted(te["eval_set"].dropna().unique())) if "eval_set" in te \
+            else ""
+        test_sets = test_sets or "one subset"
+        test = {m: _barrier_by_pair(te, m) for m in ("aligned", "activation", "repair")
+                if m in set(te["method"])}
+        if "aligned" in test:
+            for m, key, subject, short, other in (
+                    ("repair", "repair", "REPAIR (Jordan et al. 2023) on the weight-matched line",
+                     "REPAIR", " without REPAIR (the same path, not renormalised)"),
+                    ("activation", "activation_matching", "The activation-matched line "
+                     "A → P_act(θ_B) (Ainsworth et al. 2023, activation matching)",
+                     "the activation-matched line", " (the same two functions at its ends)")):
+                if m in test:
+                    text, nums = _versus_aligned(subject, short, other, test[m],
+                                                 test["aligned"], test_sets)
+                    out.append(Finding("connectivity", key, text, nums))
         if "bezier" in per:
             bz = per["bezier"]
             texts, nums = [], {}

@@ -40,9 +40,13 @@ BARRIER = [
 # Paths from θ_A (t = 0) to θ_B (t = 1); values over the seeded evaluation subsets.
 register("connectivity", ["pair", "method", "t", "split"], PAIR + [
     Col("method", "string", "linear (θ_A → θ_B), aligned (θ_A → P(θ_B), B's hidden units "
-        "permuted by weight matching: the same function as B) or bezier (quadratic Bézier "
-        "curve with a trained bend)"),
-    Col("endpoint_b", "string", "the path's end: raw (θ_B as trained) or aligned (P(θ_B))"),
+        "permuted by weight matching: the same function as B), activation (θ_A → P(θ_B) with P "
+        "from activation matching on the train subset), repair (the aligned line with REPAIR at "
+        "every point: each hidden unit renormalised to the endpoints' interpolated mean and "
+        "std on the train subset, Jordan et al. 2023) or bezier (quadratic Bézier curve with a "
+        "trained bend)"),
+    Col("endpoint_b", "string", "the path's end: raw (θ_B as trained), aligned (P(θ_B), weight "
+        "matching) or activation (P(θ_B), activation matching)"),
     Col("t", "float64", "position on the path: 0 = θ_A, 1 = θ_B (or P(θ_B))"),
     Col("split", "string", "train or test"),
     Col("loss", "float64", "mean cross-entropy over the evaluation set (nats)"),
@@ -53,23 +57,34 @@ register("connectivity", ["pair", "method", "t", "split"], PAIR + [
 ])
 
 register("barriers", ["pair", "method", "split"], PAIR + [
-    Col("method", "string", "linear, aligned or bezier (as in `connectivity`)"),
-    Col("endpoint_b", "string", "the path's end: raw (θ_B) or aligned (P(θ_B))"),
+    Col("method", "string", "linear, aligned, activation, repair or bezier (as in "
+        "`connectivity`)"),
+    Col("endpoint_b", "string", "the path's end: raw (θ_B), aligned (P(θ_B), weight matching) "
+        "or activation (P(θ_B), activation matching)"),
     Col("split", "string", "train or test"),
 ] + BARRIER + EVAL + [
     Col("bn_recomputed", "bool", "BatchNorm statistics re-estimated at every point"),
 ])
 
-register("alignment", ["pair"], PAIR + [
-    Col("seed", "int64", "connectivity.alignment.seed (order of the layer visits)"),
-    Col("iterations", "int64", "sweeps over the layers that weight matching ran"),
-    Col("converged", "bool", "the last sweep changed no permutation"),
+# one row per permutation matching run for the pair: weight matching (Ainsworth et al. 2023,
+# Alg. 1) for the aligned, repair and aligned-Bézier paths; activation matching (their Sec. 3.1)
+# for the activation path
+register("alignment", ["pair", "method"], PAIR + [
+    Col("method", "string", "weight (weight matching) or activation (activation matching)"),
+    Col("seed", "int64", "weight: connectivity.alignment.seed (order of the layer visits); "
+        "activation: connectivity.subset_seed (the train subset whose activations are matched)"),
+    Col("iterations", "int64", "weight: sweeps over the layers that weight matching ran; "
+        "activation: 1 (each layer solved once, independently)"),
+    Col("converged", "bool", "weight: the last sweep changed no permutation; activation: true"),
     Col("n_permuted", "int64", "hidden units (all layers) that the permutation moves"),
     Col("n_units", "int64", "hidden units (all permuted layers)"),
-    Col("objective", "float64", "Σ over parameters of ⟨θ_A, P(θ_B)⟩ after matching"),
+    Col("objective", "float64", "weight: Σ over parameters of ⟨θ_A, P(θ_B)⟩ after matching; "
+        "activation: Σ over hidden units of the correlation between A's unit and P(B)'s unit "
+        "on the train subset (at most n_units)"),
     Col("distance_before", "float64", "Euclidean parameter distance ‖θ_A − θ_B‖"),
     Col("distance_after", "float64", "‖θ_A − P(θ_B)‖ after matching"),
-    Col("seconds", "float64", "wall-clock seconds of weight matching"),
+    Col("seconds", "float64", "wall-clock seconds of the matching (activation: with the "
+        "forward passes)"),
 ])
 
 # spawning (Frankle et al. 2020): two children trained from a run's snapshot at step k

@@ -1,5 +1,6 @@
-"""Stage: mode connectivity of one pair of runs: loss along the linear, aligned-linear and
-trained-Bézier paths between them, their barriers and the weight-matching summary."""
+"""Stage: mode connectivity of one pair of runs: loss along the linear, aligned-linear (weight
+matching, or activation matching), REPAIRed aligned-linear and trained-Bézier paths between them,
+their barriers and the summaries of the permutation matchings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import pandas as pd
 
 from ..checkpoints import load_checkpoint
+from ..connectivity.activation import align_activations
 from ..connectivity.alignment import align
 from ..connectivity.paths import (
     BezierPath,
@@ -16,6 +18,7 @@ from ..connectivity.paths import (
     evaluate_path,
     train_bezier,
 )
+from ..connectivity.repair import Repair
 from ..errors import UserError
 from ..models import build_model
 from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
@@ -24,8 +27,9 @@ from ._common import skip_reason
 from ._connectivity import eval_sets, t_grid, with_eval_columns
 from ._runner import Skip
 
-HELP = ("evaluate the linear, aligned (weight matching) and Bézier paths between two runs and "
-        "write their rows of connectivity, barriers and alignment")
+HELP = ("evaluate the linear, aligned (weight matching), activation-aligned, REPAIRed aligned and "
+        "Bézier paths between two runs and write their rows of connectivity, barriers and "
+        "alignment")
 # One job per pair (landscape/connectivity/pairs.py); the pair and spawn lists only add or
 # remove jobs, so they are not among the keys.
 STAGE = {
@@ -45,6 +49,17 @@ STAGE = {
 def _architecture(meta: dict) -> tuple[str, dict]:
     cfg = meta["config"]
     return cfg["model"], dict(cfg.get("model_options", {}))
+
+
+def _alignment_row(ident: dict, method: str, seed: int, info: dict) -> dict:
+    """One row of the alignment table from ``align``'s or ``align_activations``' info."""
+    perms = info["perms"]
+    moved = sum(int((p != p.new_tensor(range(len(p)))).sum()) for p in perms.values())
+    return {**ident, "method": method, "seed": seed, "iterations": info["iterations"],
+            "converged": info["converged"], "n_permuted": moved,
+            "n_units": sum(len(p) for p in perms.values()), "objective": info["objective"],
+            "distance_before": info["distance_before"],
+            "distance_after": info["distance_after"], "seconds": info["seconds"]}
 
 
 def measure(job) -> dict[str, pd.DataFrame]:
@@ -77,29 +92,46 @@ def measure(job) -> dict[str, pd.DataFrame]:
     sets = eval_sets(model, train, test, cfg, dev)
     ts = t_grid(cfg["points"])
 
-    aligned_b, info = align(model, state_a, state_b, seed=cfg["alignment"]["seed"],
-                            max_iter=cfg["alignment"]["max_iter"])
-    moved = sum(int((p != p.new_tensor(range(len(p)))).sum()) for p in info["perms"].values())
     ident = {"pair": pair, "run_a": run_a, "run_b": run_b}
-    alignment = pd.DataFrame([{
-        **ident, "seed": cfg["alignment"]["seed"], "iterations": info["iterations"],
-        "converged": info["converged"], "n_permuted": moved,
-        "n_units": sum(len(p) for p in info["perms"].values()), "objective": info["objective"],
-        "distance_before": info["distance_before"], "distance_after": info["distance_after"],
-        "seconds": info["seconds"]}])
-    print(f"{pair}: weight matching: {info['iterations']} sweeps "
-          f"(converged: {info['converged']}), {moved} units moved, distance "
-          f"{info['distance_before']:.3f} → {info['distance_after']:.3f} in "
-          f"{info['seconds']:.2f} s")
+    methods, bz = cfg["methods"], cfg["bezier"]
+    x_train = sets.data["train"][0]
+    rows, aligned_b, activation_b = [], None, None
+    # weight matching: for the aligned line, REPAIR on it and a Bézier curve ending at P(θ_B)
+    if {"aligned", "repair"} & set(methods) or ("bezier" in methods and bz["init"] == "aligned"):
+        aligned_b, info = align(model, state_a, state_b, seed=cfg["alignment"]["seed"],
+                                max_iter=cfg["alignment"]["max_iter"])
+        rows.append(_alignment_row(ident, "weight", cfg["alignment"]["seed"], info))
+        print(f"{pair}: weight matching: {info['iterations']} sweeps "
+              f"(converged: {info['converged']}), {rows[-1]['n_permuted']} units moved, "
+              f"distance {info['distance_before']:.3f} → {info['distance_after']:.3f} in "
+              f"{info['seconds']:.2f} s")
+    if "activation" in methods:
+        activation_b, info = align_activations(model, state_a, state_b, x_train,
+                                               batch_size=cfg["batch_size"])
+        rows.append(_alignment_row(ident, "activation", cfg["subset_seed"], info))
+        print(f"{pair}: activation matching on {info['images']} images: "
+              f"{rows[-1]['n_permuted']} units moved, summed correlation "
+              f"{info['objective_identity']:.2f} → {info['objective']:.2f}, distance "
+              f"{info['distance_before']:.3f} → {info['distance_after']:.3f} in "
+              f"{info['seconds']:.2f} s")
+    alignment = pd.DataFrame(rows, columns=[*ident, "method", "seed", "iterations", "converged",
+                                            "n_permuted", "n_units", "objective",
+                                            "distance_before", "distance_after", "seconds"])
 
     frames, barriers, seconds = [], [], {}
-    bz = cfg["bezier"]
-    for method in cfg["methods"]:
+    for method in methods:
         t0 = time.perf_counter()
+        repair = None
         if method == "linear":
             end, path = "raw", LinearPath.from_states(model, state_a, state_b)
         elif method == "aligned":
             end, path = "aligned", LinearPath.from_states(model, state_a, aligned_b)
+        elif method == "activation":
+            end, path = "activation", LinearPath.from_states(model, state_a, activation_b)
+        elif method == "repair":
+            end, path = "aligned", LinearPath.from_states(model, state_a, aligned_b)
+            repair = Repair.from_states(model, state_a, aligned_b, x_train,
+                                        batch_size=cfg["batch_size"], bn_data=sets.bn_data)
         else:
             end = bz["init"]
             state_end = aligned_b if end == "aligned" else state_b
@@ -113,7 +145,7 @@ def measure(job) -> dict[str, pd.DataFrame]:
                                 channels_last=cfg["channels_last"], progress=progress)
             path = BezierPath.from_states(model, state_a, bend, state_end)
         frame = evaluate_path(model, path, ts, sets.data, cfg["batch_size"], bn_data=sets.bn_data,
-                              progress=progress)
+                              progress=progress, repair=repair)
         consts = {**ident, "method": method, "endpoint_b": end}
         frames.append(with_eval_columns(frame.drop(columns="bn_recomputed"), sets, **consts))
         barriers.append(with_eval_columns(barrier_table(frame), sets, **consts))
