@@ -4,9 +4,10 @@
 ``ConfigError`` whose message is one line naming the key, the value and what is allowed.
 Unknown keys are errors. Checks that a schema cannot express (cross-key rules) follow.
 
-Layering: this module sits above ``study``, ``slicespec`` and ``connectivity.pairs`` (it calls
-their cross-key checks); they, and the algorithm modules, take defaults from the leaf module
-``landscape.schema`` and raise ``landscape.errors.ConfigError``, never importing this module.
+Layering: this module sits above ``study`` and the registry, which calls each stage's cross-key
+checks (STAGE ``checks``: ``slicespec``, ``connectivity.pairs``); they, and the algorithm
+modules, take defaults from the leaf module ``landscape.schema`` and raise
+``landscape.errors.ConfigError``, never importing this module.
 """
 
 from __future__ import annotations
@@ -83,27 +84,19 @@ def _one_line(err: jsonschema.ValidationError, schema: dict) -> str:
 
 
 def _cross_checks(cfg: dict) -> None:
-    """Rules that involve several keys, or that the schema cannot express."""
-    from .study import run_table, runs_with_seeds
+    """Rules that involve several keys, or that the schema cannot express: the study's own here,
+    each stage's in its module (STAGE ``checks``, called through the registry)."""
+    from .registry import check_config
+    from .study import run_table
 
     runs = run_table(cfg)
-    if "slices" in cfg:
-        from .slicespec import SliceSpec  # torch-free: validation stays light
-
-        try:
-            SliceSpec.from_config(cfg["slices"])  # odd grid sizes, ranges, ...
-            runs_with_seeds(runs, cfg["slices"]["seeds"], "slices.seeds")
-        except ValueError as exc:
-            raise ConfigError(f"config error: {exc}") from None
     study = cfg.get("study", {})
     tr = cfg.get("data", {}).get("train_size")
     for bs in study.get("batch_size", []):
         if tr is not None and bs > tr:
             raise ConfigError(f"study.batch_size = {bs} is not allowed: expected at most "
                               f"data.train_size = {tr}")
-    from .connectivity.pairs import check_config as check_connectivity
-
-    check_connectivity(cfg, runs)  # pairs of one model, runs of the study, snapshot steps
+    check_config(cfg, runs)  # slices: grids and seeds; connectivity: pairs, spawn steps
 
 
 def validate(config: dict, schema_path: str | Path | None = None) -> dict:

@@ -33,12 +33,17 @@ measurement is one stage module plus the schema module of its tables; nothing el
 * ``findings``: ``"<module>:<function>"`` entries (module relative to the package, e.g.
   ``report.findings:finding_matrices``): each takes the dict of the study's tables and returns
   ``Finding`` rows; the findings page calls them, in stage order, when the stage's tables exist.
+* ``checks``: ``"<module>:<function>"`` entries: cross-key config rules of this stage that
+  the schema cannot express (e.g. ``slicespec:check_config``: grid sizes, ranges, seeds of
+  runs that exist). Each takes ``(config, runs)`` (the run table) and raises ``ConfigError``
+  with one line; ``check_config`` below calls every stage's, once each, before any job runs.
 * ``order``: position in the study's stage order (figures, findings; default 100).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -52,7 +57,8 @@ JOB_DIR = {"run": "{run}", "run_shard": "{run}/shard{shard}of{shards}", "pair": 
 RUN_INPUTS = {"data": "data/fashion_mnist.pt", "checkpoint": "runs/{run}/checkpoint.pt",
               "snapshots": "runs/{run}/snapshots.pt"}
 _KEYS = {"per", "section", "keys", "drop", "runs", "enabled", "shards", "inputs", "tables",
-         "files", "rule", "group", "resources", "order", "help", "findings"}
+         "files", "rule", "group", "resources", "order", "help", "findings",
+         "checks"}
 
 
 class RegistryError(ValueError):
@@ -79,6 +85,7 @@ class Measurement:
     group: str | None = None
     resources: dict = field(default_factory=dict)
     findings: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
     order: int = 100
 
     @property
@@ -136,9 +143,10 @@ def _parse(module: str, raw: dict, path: Path) -> Measurement:
     per = raw.get("per", "run")
     if per not in PER:
         raise RegistryError(f"{where}['per'] = {per!r} is not allowed: expected one of {PER}")
-    bad = [f for f in raw.get("findings", ()) if f.count(":") != 1]
-    if bad:
-        raise RegistryError(f"{where}['findings'] has {bad}: expected '<module>:<function>'")
+    for kind in ("findings", "checks"):
+        bad = [f for f in raw.get(kind, ()) if f.count(":") != 1]
+        if bad:
+            raise RegistryError(f"{where}['{kind}'] has {bad}: expected '<module>:<function>'")
     if per == "run_shard" and not raw.get("shards"):
         raise RegistryError(f"{where}: per 'run_shard' needs 'shards' (the config key of the "
                             "shard count)")
@@ -166,7 +174,8 @@ def _parse(module: str, raw: dict, path: Path) -> Measurement:
                        shards=raw.get("shards"), inputs=tuple(names), conditions=conditions,
                        files=dict(raw.get("files", {})), rule=raw.get("rule", ""),
                        group=raw.get("group"), resources=dict(raw.get("resources", {})),
-                       findings=tuple(raw.get("findings", ())), order=int(raw.get("order", 100)))
+                       findings=tuple(raw.get("findings", ())),
+                       checks=tuple(raw.get("checks", ())), order=int(raw.get("order", 100)))
 
 
 @cache
@@ -337,6 +346,20 @@ def plots() -> tuple[Plot, ...]:
                                       runs_of=raw.get("runs_of"), run_ids=raw.get("run_ids"),
                                       order=int(raw.get("order", 100))))
     return tuple(sorted(found, key=lambda p: (p.order, p.rule)))
+
+
+def check_config(config: dict, runs) -> None:
+    """Every stage's cross-key config checks (STAGE ``checks``), each function once, for the
+    stages whose config section is present; raise ``ConfigError`` at the first violation."""
+    done = set()
+    for m in measurements():
+        if m.section is not None and m.section.split(".")[0] not in config:
+            continue
+        for ref in m.checks:
+            if ref not in done:
+                done.add(ref)
+                module, function = ref.split(":")
+                getattr(importlib.import_module(f"{__package__}.{module}"), function)(config, runs)
 
 
 def finding_modules() -> list[str]:

@@ -80,3 +80,16 @@ class SliceSpec:
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
+
+
+def check_config(config: Mapping, runs) -> None:
+    """The slices section's cross-key rules (STAGE ``checks`` of slice_directions): a valid
+    grid (odd sizes, ranges, planes) and ``slices.seeds`` naming seeds the study trains."""
+    from .errors import ConfigError
+    from .study import runs_with_seeds
+
+    try:
+        SliceSpec.from_config(config["slices"])
+        runs_with_seeds(runs, config["slices"]["seeds"], "slices.seeds")
+    except ValueError as exc:
+        raise ConfigError(f"config error: {exc}") from None

@@ -91,3 +91,38 @@ def test_slurm_profile_groups_are_the_registry_s():
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     grouped = {g.split("=")[0]: g.split("=")[1] for g in profile["groups"]}
     assert grouped == {m.name: f"{m.group}_{{run}}" for m in measurements() if m.group}
+
+
+def test_cross_key_checks_live_with_their_stages_and_the_registry_calls_them(monkeypatch):
+    """config.validate holds only the study's own rule; each stage declares its cross-key
+    checks in STAGE and the registry calls every one once (a stage whose section is absent is
+    not checked)."""
+    import importlib
+
+    import yaml
+
+    from landscape import registry
+    from landscape.config import validate
+
+    declared = {r for m in registry.measurements() for r in m.checks}
+    assert declared == {"slicespec:check_config", "connectivity.pairs:check_config"}
+    calls = []
+    for ref in declared:
+        module, function = ref.split(":")
+        mod = importlib.import_module(f"landscape.{module}")
+        real = getattr(mod, function)
+        monkeypatch.setattr(mod, function,
+                            lambda cfg, runs, real=real, ref=ref: (calls.append(ref),
+                                                                   real(cfg, runs)))
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate(config)
+    assert sorted(calls) == sorted(declared)
+    calls.clear()
+    config["slices"]["seeds"] = [99]
+    import pytest
+
+    from landscape.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"slices\.seeds"):
+        validate(config)
+    assert "slicespec:check_config" in calls

@@ -110,18 +110,19 @@ def test_page_embeds_findings_and_numbers():
 
 
 def _barrier_rows(values: dict, subsets: int = 1, bezier_end: str = "aligned",
-                  jitter: float = 0.0) -> pd.DataFrame:
-    """A barriers table: ``values`` maps method → one train-loss barrier per pair; with
+                  jitter: float = 0.0, split: str = "train") -> pd.DataFrame:
+    """A barriers table: ``values`` maps method → one ``split``-loss barrier per pair; with
     ``subsets`` > 1 each is repeated on that many evaluation subsets, ±``jitter`` around it."""
-    end = {"linear": "raw", "aligned": "aligned", "bezier": bezier_end}
+    end = {"linear": "raw", "aligned": "aligned", "bezier": bezier_end,
+           "activation": "activation", "repair": "aligned"}
     rows = []
     for method, per_pair in values.items():
         for i, v in enumerate(per_pair):
             for s in range(subsets):
                 rows.append({"pair": f"p{i}", "run_a": f"a{i}", "run_b": f"b{i}",
-                             "method": method, "endpoint_b": end[method], "split": "train",
+                             "method": method, "endpoint_b": end[method], "split": split,
                              "loss_barrier": v + jitter * (s - (subsets - 1) / 2),
-                             "eval_set": f"train[1024,seed={s}]", "eval_size": 1024})
+                             "eval_set": f"{split}[1024,seed={s}]", "eval_size": 1024})
     return pd.DataFrame(rows)
 
 
@@ -163,6 +164,50 @@ def test_bezier_is_compared_with_the_line_between_its_own_endpoints():
     f = finding_connectivity({"barriers": _barrier_rows({k: values[k]
                                                          for k in ("linear", "bezier")})})
     assert "not compared in 3 pair(s)" in text_of(f, "bezier")
+
+
+def test_repair_and_activation_matching_are_compared_with_the_weight_matched_line():
+    """On the test split: REPAIR's barriers [0.1, 0.05, 0.3, 0.5] against the aligned line's
+    [0.4, 0.2, 0.3, 0.25] (ratios 0.25, 0.25, 1, 2: median 0.625; lower in 2, higher in 1);
+    activation matching's [0.5, 0.1, 0.6, 0.25]. The train split holds other numbers, which
+    must not leak into these sentences."""
+    from landscape.report.findings import finding_connectivity
+
+    test = {"linear": [1.0, 2.0, 0.5, 0.9], "aligned": [0.4, 0.2, 0.3, 0.25],
+            "activation": [0.5, 0.1, 0.6, 0.25], "repair": [0.1, 0.05, 0.3, 0.5]}
+    train = {m: [9.0 + i for i in range(4)] for m in test}
+    f = finding_connectivity({"barriers": pd.concat([_barrier_rows(train),
+                                                     _barrier_rows(test, split="test")])})
+    text = text_of(f, "repair")
+    assert text.startswith("Median test-loss barrier over 4 pair(s): 0.2 nats for REPAIR "
+                           "against 0.275 for the weight-matched line (median ratio 0.625 over "
+                           "4 pair(s)")
+    assert "REPAIR (Jordan et al. 2023) on the weight-matched line had a lower test-loss " \
+           "barrier than the weight-matched line A → P(θ_B) without REPAIR" in text
+    assert "in 2 of 4 pair(s) and a higher one in 1 (median difference -0.075 nats)" in text
+    assert "not called a difference" in text and "test[1024,seed=0]" in text
+    assert "train[" not in text
+    nums = next(x.numbers for x in f if x.key == "repair")
+    assert nums["median_ratio"] == pytest.approx(0.625) and nums["raw_lower"] == 2
+    assert nums["median"] == pytest.approx(0.2) and nums["median_aligned"] == pytest.approx(0.275)
+    text = text_of(f, "activation_matching")
+    assert "0.375 nats for the activation-matched line against 0.275" in text
+    assert "(median ratio 1.12 over 4 pair(s)" in text  # 1.25, 0.5, 2, 1
+    assert "in 1 of 4 pair(s) and a higher one in 2" in text
+    # with several subsets per pair the counts are beyond the spread
+    f = finding_connectivity({"barriers": _barrier_rows(test, subsets=2, jitter=0.02,
+                                                        split="test")})
+    nums = next(x.numbers for x in f if x.key == "repair")
+    assert (nums["lower"], nums["higher"], nums["within_spread"]) == (2, 1, 1)
+    assert "beyond the evaluation-subset spread" in text_of(f, "repair")
+    # without the weight-matched line there is nothing to compare with
+    f = finding_connectivity({"barriers": _barrier_rows(
+        {m: test[m] for m in ("linear", "repair")}, split="test")})
+    assert not [x for x in f if x.key in ("repair", "activation_matching")]
+    # the first finding lists the new paths' medians too
+    f = finding_connectivity({"barriers": _barrier_rows(test)})
+    assert "activation 0.375 (range 0.1 to 0.6); repair 0.2 (range 0.05 to 0.5)" in \
+        text_of(f, "barriers")
 
 
 def test_connectivity_comparison_counts_only_beyond_the_subset_spread():
@@ -217,3 +262,42 @@ def test_no_rank_correlation_finding_from_two_runs():
            "psi_hi": float("nan"), "n_groups": 0}
     (f,) = finding_generalisation({"correlations": pd.DataFrame([row])})
     assert "Too few runs (n = 2)" in f.text and "excludes 0" not in f.text
+
+
+def test_surface_data_is_the_slice_table_as_grids():
+    """Each (run, plane, split) of slice_2d becomes one surface: loss[β][α] and its log₁₀ (a
+    non-positive or NaN loss becomes null), the trained point at α = β = 0, and the projected
+    trajectory on the pca plane only."""
+    import json
+
+    import numpy as np
+
+    from landscape.report.surfaces import surface_data, surfaces_html
+
+    rows = []
+    for plane in ("random", "pca"):
+        for a in (-1.0, 0.0, 1.0):
+            for b in (-0.5, 0.0, 0.5, 1.0):
+                rows.append({"run": "r", "plane": plane, "split": "train", "alpha": a,
+                             "beta": b, "loss": 1.0 + a * a + 2 * b * b})
+    slices = pd.DataFrame(rows)
+    slices.loc[(slices["alpha"] == 1.0) & (slices["beta"] == 1.0) & (slices["plane"] == "pca"),
+               "loss"] = float("nan")
+    traj = pd.DataFrame({"run": "r", "split": "train", "snapshot": [1, 0], "step": [10, 0],
+                         "alpha": [0.5, -1.0], "beta": [0.2, 0.4], "loss": [2.0, 10.0]})
+    recs = {r["plane"]: r for r in surface_data(slices, traj)}
+    assert set(recs) == {"random", "pca"}
+    r = recs["random"]
+    assert r["alpha"] == [-1.0, 0.0, 1.0] and r["beta"] == [-0.5, 0.0, 0.5, 1.0]
+    assert np.array(r["loss"]).shape == (4, 3)
+    assert r["loss"][3][0] == 1.0 + 1.0 + 2.0  # β = 1, α = −1
+    assert r["z"][3][0] == pytest.approx(np.log10(4.0))
+    assert r["trained_loss"] == 1.0 and r["trained_z"] == 0.0 and r["path"] is None
+    p = recs["pca"]
+    assert p["loss"][3][2] is None and p["z"][3][2] is None  # NaN → null (valid JSON)
+    assert p["path"]["step"] == [0, 10] and p["path"]["z"] == pytest.approx([1.0, np.log10(2)])
+    page = surfaces_html(surface_data(slices, traj))
+    payload = page.split('id="surface-data">')[1].split("</script>")[0]
+    assert len(json.loads(payload)) == 2
+    assert page.count("Plotly.react") == 1 and len(page) > 1_000_000  # plotly.js, once
+    assert surfaces_html(surface_data(slices.iloc[:0], traj)) == ""

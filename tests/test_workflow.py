@@ -309,13 +309,15 @@ def chromium() -> str:
     return exe
 
 
-def dump_dom(page: Path) -> str:
-    """The page's DOM after its scripts ran, from a real headless Chromium."""
+def dump_dom(page: Path, fragment: str = "", budget_ms: int = 8000) -> str:
+    """The page's DOM after its scripts ran, from a real headless Chromium (WebGL runs on its
+    software renderer)."""
     out = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                           "--disable-background-networking", "--disable-component-update",
                           "--disable-sync", "--no-first-run",
                           f"--user-data-dir={page.parent / '.chromium'}",
-                          "--virtual-time-budget=8000", "--dump-dom", page.resolve().as_uri()],
+                          f"--virtual-time-budget={budget_ms}", "--dump-dom",
+                          page.resolve().as_uri() + fragment],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
@@ -326,7 +328,14 @@ def test_findings_page_in_a_real_browser(smoke):
     import html
 
     res = results(smoke)
-    dom = dump_dom(res / "findings.html")
+    # #check-surfaces: the 3-D viewer renders every (run, plane, split) of slice_2d in turn
+    dom = dump_dom(res / "findings.html", "#check-surfaces", budget_ms=30000)
+    slices = read_table(res / "tables/slice_2d.parquet", "slice_2d")
+    n_surfaces = len(slices.groupby(["run", "plane", "split"]))
+    assert n_surfaces >= 6 and set(slices["plane"]) >= {"random", "pca", "hessian"}
+    assert "data-surfaces-error" not in dom
+    assert f'data-surfaces-total="{n_surfaces}"' in dom
+    assert f'data-surfaces-rendered="{n_surfaces}"' in dom
     m = re.search(r'data-figures-loaded="(\d+)" data-figures-total="(\d+)"', dom)
     assert m, "the page's load script did not run"
     loaded, total = int(m.group(1)), int(m.group(2))

@@ -51,10 +51,12 @@ class DensityOptions:
 
 @dataclass
 class SharpnessOptions:
-    """λ_max at every snapshot: Lanczos tolerance (relative residual) and product cap."""
+    """λ_max at every snapshot: Lanczos tolerance (relative residual), product cap, and whether
+    each snapshot starts from the previous one's top Ritz vector."""
 
     tol: float
     max_iter: int
+    warm_start: bool = True
 
 
 def _sub(cls, value):
@@ -215,22 +217,26 @@ def sharpness(model: nn.Module, states: list[dict], x: torch.Tensor, y: torch.Te
     bar = _progress("sharpness", progress)
     df = sharpness_trajectory(model, states, x, y, tol=s.tol, max_iter=s.max_iter,
                               batch_size=opts.batch_size, method=opts.hvp_method,
-                              max_cache_mb=opts.max_cache_mb, seed=opts.seed, progress=bar)
+                              max_cache_mb=opts.max_cache_mb, seed=opts.seed,
+                              warm_start=s.warm_start, progress=bar)
     bar.close()
     return df
 
 
 def curvature_summary(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      opts: CurvatureOptions, progress: bool = True) -> dict:
+                      opts: CurvatureOptions, progress: bool = True,
+                      start: torch.Tensor | None = None) -> dict:
     """λ_max (Lanczos, k = 1) and Hutchinson's tr(H) on one evaluation set: the two numbers
     repeated on other seeded subsets to measure how much they depend on the subset drawn.
-    Same tolerance, product cap, probe count and seeds as ``curvature``."""
+    Same tolerance, product cap, probe count and seeds as ``curvature``. ``start``: the Lanczos
+    start vector (e.g. the main set's top eigenvector: another subset's Hessian has a nearby
+    one, so fewer products meet the same tolerance); None: the seeded Gaussian start."""
     op = make_operator(model, x, y, opts)
     bar = _progress("hessian repeat", progress)
     t0, e = time.perf_counter(), opts.eigs
     res = lanczos_eigs(op.matvec, op.dim, k=1, smallest=False, tol=e.tol, max_iter=e.max_iter,
                        generator=torch.Generator().manual_seed(opts.seed), device=op.device,
-                       progress=bar)
+                       v0=None if start is None else start.to(op.device), progress=bar)
     n = int(opts.trace.get("hutchinson", 0))
     est = (estimate_trace("hutchinson", op.matvec, op.dim, n,
                           torch.Generator().manual_seed(opts.seed + 10), op.device, bar)
@@ -240,6 +246,7 @@ def curvature_summary(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
            "converged": bool(res.largest_converged[0]),
            "trace": est.trace if est else float("nan"),
            "trace_std_error": est.std_error if est else float("nan"),
-           "n_hvp": op.n_hvp, "seconds": time.perf_counter() - t0}
+           "n_hvp": op.n_hvp, "warm_start": start is not None,
+           "seconds": time.perf_counter() - t0}
     op.release()
     return out

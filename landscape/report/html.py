@@ -72,9 +72,10 @@ def figure_html(path: Path) -> str:
 
 def page(findings: list[Finding], runs: pd.DataFrame, reference: pd.DataFrame | None,
          figures: list[Path], title: str, study: str,
-         sections: list[tuple[str, str, pd.DataFrame]] = ()) -> str:
+         sections: list[tuple[str, str, pd.DataFrame]] = (), interactive: str = "") -> str:
     """The whole findings page. ``sections``: extra tables (anchor id, heading, table), shown
-    after the run table."""
+    after the run table; ``interactive``: the 3-D surface viewer (``report.surfaces``), shown
+    before the figures."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="meta">{html.escape(study)}<br>Generated {stamp} on '
@@ -102,6 +103,9 @@ def page(findings: list[Finding], runs: pd.DataFrame, reference: pd.DataFrame | 
         parts.append('<h2 id="reference">The original assignment, reproduced</h2>')
         parts.append(f'<div style="overflow-x:auto">'
                      f'{frame_html(reference, left=("quantity", "note", "source"))}</div>')
+    if interactive:
+        parts.append('<h2 id="surfaces">Interactive loss surfaces</h2>')
+        parts.append(interactive)
     if figures:
         parts.append('<h2 id="figures">Figures</h2>')
         parts += [figure_html(p) for p in figures]

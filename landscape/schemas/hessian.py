@@ -71,6 +71,8 @@ register("curvature_repeats", ["run", "subset"], [
     Col("trace", "float64", "Hutchinson estimate of tr(H) (NaN when hutchinson is off)"),
     Col("trace_std_error", "float64", "its standard error over the probes"),
     Col("n_hvp", "int64", "Hessian-vector products used on this subset"),
+    Col("warm_start", "bool", "its Lanczos run started from subset 0's top Ritz vector "
+        "(hessian.warm_start; false for subset 0 and for a seeded Gaussian start)"),
     Col("seconds", "float64", "wall-clock seconds on this subset"),
 ])
 
@@ -86,6 +88,8 @@ register("sharpness_trajectory", ["run", "step"], [
     Col("residual", "float64", "‖Hv − λv‖ of its Ritz vector"),
     Col("converged", "bool", "residual ≤ tol·‖H‖ (‖H‖ ≈ largest |Ritz value|)"),
     Col("n_hvp", "int64", "Hessian-vector products used"),
+    Col("warm_start", "bool", "its Lanczos run started from the previous snapshot's top Ritz "
+        "vector (hessian.sharpness.warm_start), not from a seeded Gaussian vector"),
     Col("seconds", "float64", "wall-clock seconds for this snapshot"),
     Col("eval_loss", "float64", "mean cross-entropy over the evaluation set (eval mode)"),
     Col("two_over_lr", "float64", "2/η: stability limit of gradient descent without momentum"),

@@ -139,11 +139,18 @@ def run(args) -> None:
         reference.loc[0, "source"] = " ".join(ref["source"].split())
     write_table(findings_frame(findings).assign(order=range(len(findings))), "findings",
                 args.out_table)
+    interactive = ""
+    if params["surfaces"]:
+        from ..report.surfaces import surface_data, surfaces_html
+
+        interactive = surfaces_html(surface_data(tables.get("slice_2d"),
+                                                 tables.get("trajectory_projection")))
     text = page(findings, table, reference, [Path(p) for p in args.figures], params["title"],
                 args.study, sections=[("measures", "Measures against the generalisation gap",
                                        measure_summary(tables.get("correlations"))),
                                       ("tables", "Tables of this study (results/tables/, "
-                                       "columns in docs/tables.md)", table_list(tables))])
+                                       "columns in docs/tables.md)", table_list(tables))],
+                interactive=interactive)
     from ..io import atomic_path
 
     with atomic_path(args.out_html) as tmp:

@@ -19,7 +19,7 @@ STAGE = {
     "order": 10,
     "section": "hessian",
     "keys": ["eval_split", "eval_size", "eval_seed", "batch_size", "hvp_method", "max_cache_mb",
-             "seed", "eigs", "trace", "density", "repeats"],
+             "seed", "eigs", "trace", "density", "repeats", "warm_start"],
     "inputs": ["data", "checkpoint"],
     "tables": ["hessian_eigs", "hessian_trace", "hessian_density", "curvature_repeats"],
     "files": {"eigvecs": "eigvecs.pt"},
@@ -31,7 +31,9 @@ STAGE = {
 def repeats(data, model, params: dict, opts: CurvatureOptions, frames: dict, ids: dict, dev,
             progress: bool) -> pd.DataFrame:
     """λ_max and trace on ``hessian.repeats`` seeded subsets (subset 0: the main evaluation set,
-    whose numbers are taken from ``frames``; subset r uses seed eval_seed + r)."""
+    whose numbers are taken from ``frames``; subset r uses seed eval_seed + r). With
+    ``hessian.warm_start`` the Lanczos run of each subset starts from the main set's top Ritz
+    vector."""
     eigs, trace = frames["eigs"], frames["trace"]
     top = lambda_max_rows(eigs).iloc[0]
     hutch = trace[trace["method"] == "hutchinson"]
@@ -41,13 +43,14 @@ def repeats(data, model, params: dict, opts: CurvatureOptions, frames: dict, ids
              "trace": hutch["trace"].iloc[0] if len(hutch) else float("nan"),
              "trace_std_error": hutch["std_error"].iloc[0] if len(hutch) else float("nan"),
              "n_hvp": int(top["n_hvp"]) + (int(hutch["n_hvp"].iloc[0]) if len(hutch) else 0),
-             "seconds": float(top["seconds"])
+             "warm_start": False, "seconds": float(top["seconds"])
              + (float(hutch["seconds"].iloc[0]) if len(hutch) else 0.0)}]
+    start = frames["vectors"]["vectors"][0] if params["warm_start"] else None
     for r in range(1, params["repeats"]):
         x, y, name, size = eval_tensors(data, params["eval_split"], params["eval_size"],
                                         params["eval_seed"] + r, dev)
         rows.append({"run": ids["run"], "subset": r, "eval_set": name, "eval_size": size,
-                     **curvature_summary(model, x, y, opts, progress)})
+                     **curvature_summary(model, x, y, opts, progress, start)})
     return pd.DataFrame(rows)
 
 

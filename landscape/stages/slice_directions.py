@@ -27,6 +27,7 @@ STAGE = {
     "files": {"plan": "plan.pt"},
     "group": "geometry",
     "resources": {"mem_mb": 1600, "runtime": 5},
+    "checks": ["slicespec:check_config"],
 }
 
 

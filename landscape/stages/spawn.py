@@ -32,6 +32,7 @@ STAGE = {
     "inputs": ["data", "snapshots"],
     "tables": ["spawn_barriers"],
     "resources": {"mem_mb": 1900, "runtime": 6},
+    "checks": ["connectivity.pairs:check_config"],  # pairs and spawn steps (both stages')
 }
 
 
