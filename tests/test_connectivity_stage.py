@@ -239,7 +239,8 @@ SMOKE = yaml.safe_load((REPO / "tests/smoke.yaml").read_text())
 
 def config(**connectivity) -> dict:
     cfg = json.loads(json.dumps(SMOKE))
-    cfg["study"].update(model=["cnn", "cnn_bn"], seed=[1, 2])
+    cfg["study"].update(model=["cnn", "cnn_bn"], optimizer=["sgd"], batch_size=[64, 256],
+                        seed=[1, 2])
     cfg["connectivity"] = {"spawn": {"steps": [0, 5, "end"]}, **connectivity}
     return cfg
 

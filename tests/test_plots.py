@@ -247,6 +247,7 @@ def test_dry_run_plans_the_vector_copies(tmp_path):
 
     repo = copy_repo(tmp_path / "repo")
     (repo / "pdf.yaml").write_text("plots:\n  formats: [png, pdf]\n")
+    (repo / "png.yaml").write_text("plots:\n  formats: [png]\n")  # smoke.yaml asks for pdf
 
     def dry(*configs: str) -> str:
         out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1",
@@ -255,7 +256,7 @@ def test_dry_run_plans_the_vector_copies(tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout + out.stderr
 
-    default = dry()
+    default = dry("png.yaml")
     pngs = set(re.findall(r"results/smoke/figures/\S+?\.png", default))
     assert len(pngs) > 10 and not re.search(r"figures/\S+?\.(pdf|svg)", default)
     pdfs = set(re.findall(r"results/smoke/figures/\S+?\.pdf", dry("pdf.yaml")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -301,3 +302,61 @@ def test_surface_data_is_the_slice_table_as_grids():
     assert len(json.loads(payload)) == 2
     assert page.count("Plotly.react") == 1 and len(page) > 1_000_000  # plotly.js, once
     assert surfaces_html(surface_data(slices.iloc[:0], traj)) == ""
+
+
+def test_latex_escaping_keeps_symbols_and_reports_unknown_characters():
+    from landscape.report.latex import UNICODE, Escaper
+
+    esc = Escaper()
+    assert esc("a_b & 50% {x} #1 $ ~ ^ \\ |α| ≤ 2/η") == (
+        r"a\_b \& 50\% \{x\} \#1 \$ \textasciitilde{} \textasciicircum{} \textbackslash{} "
+        r"\ensuremath{|}α\ensuremath{|} ≤ 2/η")
+    assert "λ" in UNICODE and not esc.unmapped
+    assert esc("日") == "?" and esc.unmapped == {"日"}
+    assert esc.rst("``θ* + α·d₁`` is **bold** and *it*, a_b") == (
+        r"\texttt{θ* + α·d₁} is \textbf{bold} and \emph{it}, a\_b")
+
+
+def test_latex_report_is_organised_by_the_study_s_questions():
+    """Findings go to the section of the question they answer (curvature split by key), figures
+    by their category, per-run figures to the appendix; only cited references are listed, and
+    a question with nothing to show has no section."""
+    from landscape.report.latex import Figure, document
+
+    findings = pd.DataFrame({
+        "order": range(5),
+        "stage": ["training", "curvature", "curvature", "connectivity", "curvature"],
+        "key": ["gap", "tau_lambda_max_gap_error", "edge_of_stability", "repair",
+                "lambda_max_vs_batch_size"],
+        "text": ["Gap ranged 1_2.", "τ = 0.1.", "λ_max < 2/η.", "REPAIR lower.", "Larger B."],
+        "numbers": "{}"})
+    runs = pd.DataFrame({"run": ["r1"], "optimizer": ["sgd"], "lr": [0.1], "batch_size": [32],
+                         "seed": [1], "status": ["ok"], "train_acc": [0.9], "test_acc": [0.8],
+                         "gap_error": [0.1]})
+    figs = [Figure("figures/training_curves.pdf", "Curves of ``run``.", "Training"),
+            Figure("figures/hessian_sharpness.pdf", "Sharpness.", "Curvature"),
+            Figure("figures/hessian_generalisation.pdf", "Gen.", "Curvature"),
+            Figure("figures/slices/contour_r1.pdf", "Contours.", "Loss landscape", run="r1")]
+    tex = document(findings, runs, figs, "T", "1 run", {"sgd": [("Runs.", runs)]})
+    sections = re.findall(r"\\section\{([^}]*)\}", tex)
+    assert sections == ["Why does SGD find minima that generalise?",
+                        "How does the geometry shape optimisation?",
+                        "How do curvature and flatness relate to generalisation?",
+                        "Are the minima connected?", "Per-run figures"]
+    body = {s: tex.split(r"\section{" + s)[1].split(r"\section{")[0] for s in sections}
+    assert r"Gap ranged 1\_2." in body[sections[0]] and "Larger B." in body[sections[0]]
+    assert r"λ\_max \textless{} 2/η." in body[sections[1]]
+    assert "τ = 0.1." in body[sections[2]] and "REPAIR lower." in body[sections[3]]
+    assert "hessian_sharpness.pdf" in body[sections[1]]
+    assert "hessian_generalisation.pdf" in body[sections[2]]
+    assert "contour_r1.pdf" in body["Per-run figures"] and r"\appendix" in tex
+    assert r"\toprule" in body[sections[0]] and r"\texttt{run}" in body[sections[0]]
+    cited = set(re.findall(r"\\bibitem\{(\w+)\}", tex))
+    used = {k.strip() for group in re.findall(r"\\cite\{([^}]*)\}", tex) for k in group.split(",")}
+    assert cited == used and "jordan2023" in cited and "foret2021" not in cited
+    assert "How robust" not in tex  # no robustness findings or figures: no section
+    from landscape.report.latex import QUESTIONS
+
+    methods = re.sub(r"\\cite\{[^}]*\}", "", " ".join(q["method"] for q in QUESTIONS))
+    # no result in the method text: its only digits are the stability thresholds' formulas
+    assert re.findall(r"\d", methods.replace("$2/\\eta$", "").replace("(2+2\\beta)", "")) == []

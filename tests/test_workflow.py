@@ -73,6 +73,11 @@ def planned_runs(repo: Path, config: str) -> list[str]:
     return re.findall(r"rule train:.*?wildcards: run=(\S+)", out.stdout + out.stderr, re.S)
 
 
+# what is rebuilt from the tables and figures: the findings page, the LaTeX report and its PDF
+# (the PDF only where pdfLaTeX is installed: it is a target only then)
+PAGES = {"findings", "paper"} | ({"paper_pdf"} if shutil.which("pdflatex") else set())
+
+
 def results(repo: Path) -> Path:
     return repo / yaml.safe_load((repo / "tests/smoke.yaml").read_text())["results_dir"]
 
@@ -107,14 +112,14 @@ def test_second_run_does_nothing(smoke):
 def test_plot_option_reruns_only_plots(smoke):
     name = write_config(smoke, "plots.yaml", lambda c: c["plots"].update(dpi=81))
     jobs = planned(smoke, name)
-    # the findings page embeds every figure, so it is redrawn with them
-    assert jobs and all(rule.startswith("plot_") or rule == "findings" for rule in jobs), jobs
+    # the findings page and the LaTeX report embed every figure, so they are redone with them
+    assert jobs and all(rule.startswith("plot_") or rule in PAGES for rule in jobs), jobs
 
 
 def test_new_seed_runs_only_new_jobs(smoke):
     name = write_config(smoke, "seed.yaml", lambda c: c["study"]["seed"].append(7))
     runs = planned_runs(smoke, name)
-    assert sorted(runs) == ["cnn_sgd_lr0.05_bs256_wd0_s7", "cnn_sgd_lr0.05_bs64_wd0_s7"]
+    assert sorted(runs) == ["cnn_bn_sam_lr0.05_bs64_wd0_s7", "cnn_bn_sgd_lr0.05_bs64_wd0_s7"]
     assert "prepare_data" not in planned(smoke, name)
 
 
@@ -151,8 +156,8 @@ def test_editing_a_module_reruns_exactly_its_rules(smoke, module, must, must_not
     assert must <= jobs, jobs
     assert not (must_not & jobs), jobs
     if module == "plots/training.py":
-        # the findings page embeds the training figure, so it is rebuilt with it
-        assert jobs <= {"plot_training", "findings"}, jobs
+        # the findings page and the report embed the training figure, so they are rebuilt
+        assert jobs <= {"plot_training", *PAGES}, jobs
 
 
 def test_lint_is_clean():
@@ -189,8 +194,11 @@ def test_diverged_run_is_skipped_downstream(smoke, tmp_path):
     repo = copy_repo(tmp_path / "repo")
 
     def edit(c):
-        c["study"]["lr"] = [0.05, 5.0]  # η = 5 diverges within the first epoch
-        c["study"]["batch_size"] = [64]
+        # the smoke study's BatchNorm run again (compared below), beside plain CNNs: η = 5
+        # diverges within the first epoch for a CNN without BatchNorm (not for cnn_bn)
+        c["study"].update(model=["cnn_bn", "cnn"], optimizer=["sgd"], lr=[0.05, 5.0])
+        c["models"]["cnn"] = {"width": 4, "hidden": 16}
+        c["connectivity"]["vary"] = ["lr"]
 
     name = write_config(repo, "diverge.yaml", edit)
     snakemake(repo, config=name)
@@ -198,7 +206,7 @@ def test_diverged_run_is_skipped_downstream(smoke, tmp_path):
     runs = read_table(res / "tables/runs.parquet", "runs").set_index("run")
     bad = "cnn_sgd_lr5_bs64_wd0_s1"
     assert runs.loc[bad, "status"] == "diverged" and runs.loc[bad, "diverged_step"] >= 0
-    assert runs.loc["cnn_sgd_lr0.05_bs64_wd0_s1", "status"] == "ok"
+    assert (runs.drop(index=bad)["status"] == "ok").all()
     skipped = read_table(res / "tables/skipped.parquet", "skipped")
     assert set(skipped["run"]) == {bad}
     assert skipped["reason"].str.contains("diverged").all()
@@ -214,7 +222,7 @@ def test_diverged_run_is_skipped_downstream(smoke, tmp_path):
             assert len(df), f"{table.name} is empty: the healthy run was not measured"
     assert (res / "figures/training_curves.png").exists()
 
-    healthy, compared = "cnn_sgd_lr0.05_bs64_wd0_s1", []
+    healthy, compared = "cnn_bn_sgd_lr0.05_bs64_wd0_s1", []
     for table in sorted((res / "tables").glob("*.parquet")):
         if table.stem in ACROSS_RUNS:
             continue
@@ -230,15 +238,18 @@ def test_diverged_run_is_skipped_downstream(smoke, tmp_path):
 
 
 def test_smoke_connectivity(smoke):
-    """The connectivity stage in the smoke study: its one pair (the two batch sizes) on three
-    paths, and two spawn steps of the first run: 0, and the final step, whose children are the
-    run itself (no training, barrier 0)."""
+    """The connectivity stage in the smoke study: its one pair (the BatchNorm CNN trained by SGD
+    and by SAM) on every path (activation matching and REPAIR included), and two spawn steps of
+    the first run: 0, and the final step, whose children are the run itself (barrier 0)."""
     res = results(smoke)
     paths = read_table(res / "tables/connectivity.parquet", "connectivity")
-    assert len(paths) == 3 * 7 * 2 and paths["pair"].nunique() == 1
+    methods = yaml.safe_load((smoke / "config.yaml").read_text())["connectivity"]["methods"]
+    assert {"activation", "repair"} <= set(methods)  # BatchNorm pair: REPAIR after BN reset
+    assert len(paths) == len(methods) * 7 * 2 and paths["pair"].nunique() == 1
     assert set(paths["eval_set"]) == {"train[256,seed=0]", "test[256,seed=0]"}
     barriers = read_table(res / "tables/barriers.parquet", "barriers")
-    assert len(barriers) == 3 * 2 and set(barriers["method"]) == {"linear", "aligned", "bezier"}
+    assert len(barriers) == len(methods) * 2 and set(barriers["method"]) == set(methods)
+    assert paths["bn_recomputed"].all()
     assert (barriers[["loss_barrier", "error_barrier"]] >= 0).all().all()
     assert read_table(res / "tables/alignment.parquet", "alignment")["converged"].all()
     spawn = read_table(res / "tables/spawn_barriers.parquet", "spawn_barriers")
@@ -278,7 +289,7 @@ def test_smoke_robustness_and_generalisation(smoke):
         "lambda_max"].to_dict()
     corr = read_table(res / "tables/correlations.parquet", "correlations")
     assert list(corr["measure"]) == [m.name for m in MEASURES]
-    assert set(corr["hparams"]) == {"batch_size"} and set(corr["gap"]) == {"gap_error"}
+    assert set(corr["hparams"]) == {"optimizer"} and set(corr["gap"]) == {"gap_error"}
     assert corr.loc[corr["n"] == 2, "tau"].abs().eq(1).all()  # two runs: τ = ±1
     for fig in ("robustness_noise.png", "generalisation_measures.png",
                 "generalisation_correlations.png"):
@@ -321,6 +332,31 @@ def dump_dom(page: Path, fragment: str = "", budget_ms: int = 8000) -> str:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
+
+
+def test_latex_report_of_the_smoke_study(smoke):
+    """results/report.tex holds every finding and every figure (their vector PDF copies: the
+    smoke study asks for plots.formats [png, pdf]); where pdfLaTeX is installed (CI installs it)
+    report.pdf compiles with all of them in it."""
+    res = results(smoke)
+    tex = (res / "report.tex").read_text(encoding="utf-8")
+    findings = read_table(res / "tables/findings.parquet", "findings")
+    assert tex.count(r"\item ") == len(findings)
+    assert "warning" not in (res / "logs/paper.log").read_text()  # every character typeset
+    graphics = re.findall(r"\\includegraphics\[[^\]]*\]\{([^}]*)\}", tex)
+    assert graphics and all(g.endswith(".pdf") for g in graphics)
+    assert len(graphics) == len(list((res / "figures").rglob("*.png")))
+    assert r"\begin{thebibliography}" in tex and r"\toprule" in tex
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("LANDSCAPE_REQUIRE_TEX"):
+            pytest.fail("pdflatex is required here (LANDSCAPE_REQUIRE_TEX) but not installed")
+        pytest.skip("no pdflatex on this machine (Debian: apt-get install "
+                    "texlive-latex-recommended)")
+    assert (res / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    log = (res / "logs/paper_pdf.log").read_text()
+    assert int(re.search(r"(\d+) pages", log).group(1)) >= 8
+    included = [line.strip() for line in log.splitlines() if line.startswith("  figures/")]
+    assert sorted(included) == sorted(graphics)
 
 
 def test_findings_page_in_a_real_browser(smoke):
@@ -549,7 +585,7 @@ def test_a_new_measurement_is_one_module_and_its_schema(smoke, tmp_path):
     (repo / "landscape/stages/toy_norm.py").write_text(TOY_STAGE)
     (repo / "landscape/schemas/toy.py").write_text(TOY_SCHEMA)
     jobs = planned(repo)
-    assert set(jobs) == {"toy_norm", "gather_toy_norm", "collect_skipped", "findings"}, jobs
+    assert set(jobs) == {"toy_norm", "gather_toy_norm", "collect_skipped", *PAGES}, jobs
     assert jobs["toy_norm"] == 2  # one per run
     snakemake(repo)
     res = results(repo)

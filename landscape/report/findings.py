@@ -293,8 +293,9 @@ def finding_sam(ok: pd.DataFrame) -> list[Finding]:
         d_acc = both["test_acc_sam"] - both["test_acc_sgd"]
         d_gap = both["gap_error_sam"] - both["gap_error_sgd"]
         ratio = both["lambda_max_sam"] / both["lambda_max_sgd"]
+        pairs = f"{len(both)} pair" + ("" if len(both) == 1 else "s")
         text = (f"{name} against SGD (same model, η, batch size, weight decay and seed; "
-                f"{len(both)} pairs): λ_max {spread_clause(c, 'higher', 'lower')} (ratio "
+                f"{pairs}): λ_max {spread_clause(c, 'higher', 'lower')} (ratio "
                 f"{fmt(ratio.median())}, range {fmt(ratio.min())}–{fmt(ratio.max())}); test "
                 f"accuracy changed by a median {fmt(d_acc.median(), 2)} (range "
                 f"{fmt(d_acc.min(), 2)} to {fmt(d_acc.max(), 2)}) and the error gap by "

@@ -133,6 +133,32 @@ def study_line():
             f"training images (results in {RES}).")
 
 
+def paper_figures():
+    """The report's figures: each PNG's PDF copy when plots.formats has pdf, else the PNG."""
+    pdf = "pdf" in config["plots"]["formats"]
+    return [f[:-4] + ".pdf" if pdf else f for f in report_figures()]
+
+
+def paper_tables():
+    return {t: MADE_TABLES[t] for t in ("correlations", "barriers") if t in MADE_TABLES}
+
+
+def paper_flags(wildcards, input):
+    return " ".join(f"--table {name}={getattr(input, name)}" for name in paper_tables())
+
+
+def paper_targets():
+    """results/report.tex (report.latex), and report.pdf when report.pdf is always, or auto and
+    pdfLaTeX is installed."""
+    import shutil
+
+    r = config["report"]
+    if not r["latex"]:
+        return []
+    pdf = r["pdf"] == "always" or (r["pdf"] == "auto" and shutil.which("pdflatex"))
+    return [f"{RES}/report.tex"] + ([f"{RES}/report.pdf"] if pdf else [])
+
+
 def all_targets():
     return [*made_tables().values(), f"{RES}/tables/skipped.parquet", f"{RES}/findings.html",
-            *plot_targets()]
+            *plot_targets(), *paper_targets()]
