@@ -261,3 +261,24 @@ def test_dry_run_plans_the_vector_copies(tmp_path):
     assert len(pngs) > 10 and not re.search(r"figures/\S+?\.(pdf|svg)", default)
     pdfs = set(re.findall(r"results/smoke/figures/\S+?\.pdf", dry("pdf.yaml")))
     assert pdfs == {p[:-4] + ".pdf" for p in pngs}
+
+
+def test_sharpness_panels_say_why_a_threshold_is_missing():
+    """SGD panels draw (2 + 2β)/η; Adam and SAM panels draw none and say why, each its own
+    reason (a SAM panel must not call itself Adam)."""
+    from landscape.plots.hessian import sharpness_trajectories
+
+    rows, runs = [], []
+    for opt, thr in (("sgd", 38.0), ("adam", float("nan")), ("sam", float("nan"))):
+        run = f"cnn_{opt}"
+        runs.append({"run": run, "model": "cnn", "optimizer": opt, "lr": 0.1, "batch_size": 32,
+                     "weight_decay": 0.0, "seed": 1, "status": "ok"})
+        rows += [{"run": run, "optimizer": opt, "momentum": 0.9, "epoch": e, "lambda_max": 5.0,
+                  "two_over_lr": 20.0, "eos_threshold": thr, "eval_set": "train[128,seed=0]"}
+                 for e in (0.0, 1.0)]
+    fig = sharpness_trajectories(pd.DataFrame(rows), pd.DataFrame(runs))
+    notes = {ax.get_title(): " ".join(t.get_text() for t in ax.texts) for ax in fig.axes
+             if ax.get_title()}
+    plt.close(fig)
+    assert "Adam" in notes["adam η=0.1"] and "Adam" not in notes["sam η=0.1"]
+    assert "SAM" in notes["sam η=0.1"] and notes["sgd η=0.1"] == ""

@@ -156,9 +156,12 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
             beta = g["momentum"].iloc[0]
             ax.plot(ref["epoch"], ref["eos_threshold"], color="k", ls=":", lw=1.3,
                     label=f"(2+2β)/η = {ref['eos_threshold'].iloc[0]:.3g} (β={beta:g})")
-        else:
-            ax.text(0.02, 0.02, "Adam: no threshold (preconditioned\nsharpness is another "
-                    "operator)", transform=ax.transAxes, fontsize=7)
+        else:  # landscape.hessian.trajectory.stability_threshold: why there is none
+            note = ("Adam: no threshold (preconditioned\nsharpness is another operator)"
+                    if opt == "adam" else
+                    f"{opt.upper()}: no threshold drawn (the ascent\nstep moves the stability "
+                    "limit); 2/η for reference")
+            ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7)
         ax.set_xscale("symlog", linthresh=0.1, linscale=0.6)
         log_axis(ax, "y")
         ax.set_xlabel("epoch (symlog: linear below 0.1)")
