@@ -81,16 +81,21 @@ def test_config_validation_sits_above_study_and_algorithms():
     assert importers == []
 
 
-def test_slurm_profile_groups_are_the_registry_s():
-    """The default SLURM profile puts exactly the measurements whose STAGE names a group into
-    one SLURM job per run (the profile holds cluster policy; the registry says what groups)."""
+def test_slurm_groups_come_from_the_registry_not_the_profiles():
+    """The rules carry their STAGE's group (workflow/rules/measure.smk), so the default SLURM
+    profile lists no groups; slurm-large only regroups the slice stages (a job per shard)."""
     import yaml
 
     from landscape.registry import measurements
 
+    grouped = {m.name for m in measurements() if m.group}
+    assert {"hessian", "sharpness", "robustness", "slice_shard"} <= grouped
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
-    grouped = {g.split("=")[0]: g.split("=")[1] for g in profile["groups"]}
-    assert grouped == {m.name: f"{m.group}_{{run}}" for m in measurements() if m.group}
+    assert "groups" not in profile and "geometry_{run}=1000" in profile["group-components"]
+    large = yaml.safe_load((REPO / "workflow/profiles/slurm-large/config.yaml").read_text())
+    assert {g.split("=")[0] for g in large["groups"]} == {"slice_directions", "slice_shard"}
+    measure = (REPO / "workflow/rules/measure.smk").read_text()
+    assert 'group: f"{_m.group}_{{run}}" if _m.group else None' in measure
 
 
 def test_cross_key_checks_live_with_their_stages_and_the_registry_calls_them(monkeypatch):

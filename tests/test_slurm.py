@@ -336,13 +336,17 @@ def test_large_study_profile_gives_every_slice_shard_a_slurm_job_of_its_own(prof
                          text=True, timeout=TIMEOUT)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
-    groups = re.findall(r"Group job (geometry_\S+) \(jobs", text)
-    assert len(groups) == 4, groups  # one per run
+    parts = re.split(r"Group job (\S+) \(jobs in lexicogr\. order\):", text)
     in_group = re.compile(r"^[ \t]+rule (\w+):", re.M)  # a group's jobs are indented
-    alone = re.compile(r"^rule (\w+):", re.M)
-    grouped = in_group.findall(text)
-    for rule in ("hessian", "sharpness", "robustness"):
-        assert grouped.count(rule) == 4, grouped
+    members = {name: in_group.findall(body) for name, body in zip(parts[1::2], parts[2::2],
+                                                                   strict=True)}
+    geometry = {n: r for n, r in members.items() if n.startswith("geometry_")}
+    assert len(geometry) == 4, list(members)  # one per run
+    for rules in geometry.values():
+        assert {"hessian", "sharpness", "robustness"} <= set(rules), rules
     shards = 4 * yaml.safe_load((REPO / "studies" / "large.yaml").read_text())["slices"]["shards"]
-    assert grouped.count("slice_shard") == (shards if shards_grouped else 0)
-    assert alone.findall(text).count("slice_shard") == (0 if shards_grouped else shards)
+    in_geometry = sum(r.count("slice_shard") for r in geometry.values())
+    assert in_geometry == (shards if shards_grouped else 0)
+    alone = [r for n, r in members.items() if not n.startswith("geometry_")]
+    assert all(len(r) == 1 for r in alone), alone  # a SLURM job per shard and slice plan
+    assert sum(r == ["slice_shard"] for r in alone) == (0 if shards_grouped else shards)

@@ -113,6 +113,9 @@ for _m in MEASUREMENTS:
         benchmark:
             _m.benchmark(RES)
         localrule: _m.per == "study"
+        # the STAGE's SLURM group: a run's geometry jobs form one SLURM job (cluster runs only;
+        # local runs ignore groups; workflow/profiles/slurm-large regroups the slice shards)
+        group: f"{_m.group}_{{run}}" if _m.group else None
         threads: 1
         resources:
             gpu=GPUS if _m.per != "study" else 0,
