@@ -82,8 +82,9 @@ def test_config_validation_sits_above_study_and_algorithms():
 
 
 def test_slurm_groups_come_from_the_registry_not_the_profiles():
-    """The rules carry their STAGE's group (workflow/rules/measure.smk), so the default SLURM
-    profile lists no groups; slurm-large only regroups the slice stages (a job per shard)."""
+    """The rules carry their STAGE's group (workflow/rules/measure.smk; switched on by the
+    profile's group-components, tests/test_slurm.py plans it), so the default SLURM profile lists
+    no groups; slurm-large only regroups the slice stages (a job per shard)."""
     import yaml
 
     from landscape.registry import measurements
@@ -95,7 +96,7 @@ def test_slurm_groups_come_from_the_registry_not_the_profiles():
     large = yaml.safe_load((REPO / "workflow/profiles/slurm-large/config.yaml").read_text())
     assert {g.split("=")[0] for g in large["groups"]} == {"slice_directions", "slice_shard"}
     measure = (REPO / "workflow/rules/measure.smk").read_text()
-    assert 'group: f"{_m.group}_{{run}}" if _m.group else None' in measure
+    assert "group: slurm_group(_m.group) if _m.group else None" in measure
 
 
 def test_cross_key_checks_live_with_their_stages_and_the_registry_calls_them(monkeypatch):

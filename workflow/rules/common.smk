@@ -133,6 +133,25 @@ def study_line():
             f"training images (results in {RES}).")
 
 
+def slurm_group(name):
+    """A measurement's group `<name>_<run>` (its STAGE's `group`) when the profile merges that
+    group (`group-components: <name>_{run}=…`, as the SLURM profiles do); none otherwise, so a
+    local run and its dry run list jobs plainly (Snakemake ignores groups when it runs jobs
+    locally). A function of the job: the profile's settings are known only after parsing."""
+    pattern = f"{name}_{{run}}"
+
+    def group(wildcards):
+        if pattern not in workflow.group_settings.group_components:
+            return None
+        resolved = f"{name}_{wildcards.run}"
+        # what Snakemake records for a group name with wildcards, so that group-components
+        # (given for the pattern) applies to each run's group
+        workflow.parent_groupids[resolved] = pattern
+        return resolved
+
+    return group
+
+
 def paper_figures():
     """The report's figures: each PNG's PDF copy when plots.formats has pdf, else the PNG."""
     pdf = "pdf" in config["plots"]["formats"]

@@ -114,8 +114,8 @@ for _m in MEASUREMENTS:
             _m.benchmark(RES)
         localrule: _m.per == "study"
         # the STAGE's SLURM group: a run's geometry jobs form one SLURM job (cluster runs only;
-        # local runs ignore groups; workflow/profiles/slurm-large regroups the slice shards)
-        group: f"{_m.group}_{{run}}" if _m.group else None
+        # workflow/profiles/slurm-large regroups the slice shards)
+        group: slurm_group(_m.group) if _m.group else None  # (the profile switches it on)
         threads: 1
         resources:
             gpu=GPUS if _m.per != "study" else 0,
