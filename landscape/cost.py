@@ -350,6 +350,16 @@ def _connectivity_units(t: dict, models: Mapping[str, str]) -> list[dict]:
             out.append(_unit("connectivity", "Bézier bend training", "", "", math.nan,
                              "not counted", "its epochs or steps (connectivity.bezier) are not "
                              "recorded in the tables"))
+        act = paths[(paths["method"] == "activation") & (paths["split"] == "train")]
+        if len(act):  # A's and B's activations on the train subset, once per pair
+            act = act.drop_duplicates("pair")
+            out += _per_run("connectivity", "activation matching (A and B, train subset)", act,
+                            2 * act["eval_size"], models, "forward", key="run_a")
+        if (paths["method"] == "repair").any():
+            out.append(_unit("connectivity", "REPAIR statistics", "", "", math.nan,
+                             "not counted", "one partial pass over the train subset per "
+                             "corrected layer at every point (and at the endpoints): the layer "
+                             "count is not in the tables"))
     if spawn is None:
         out.append(_absent("connectivity", "spawned children", "spawn_barriers"))
     elif len(spawn):

@@ -104,7 +104,8 @@ def synthetic_tables(tmp_path) -> dict:
              "eval_size": 10} for sp in ("train", "test")]),
         "connectivity": frame("connectivity", [
             {"pair": f"{RUN}__x", "run_a": RUN, "run_b": "x", "method": m, "t": t, "split": sp,
-             "eval_size": 10} for m in ("linear", "bezier") for t in (0.0, 0.5, 1.0)
+             "eval_size": 10} for m in ("linear", "bezier", "activation", "repair")
+            for t in (0.0, 0.5, 1.0)
             for sp in ("train", "test")]),
     }
     for name, df in tables.items():
@@ -137,8 +138,11 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("robustness", "average-case")["passes"] == 5 * 10
     assert passes("robustness", "PAC-Bayes")["bound"] == "not counted"
     assert math.isnan(passes("robustness", "PAC-Bayes")["passes"])
-    assert passes("connectivity", "path points")["passes"] == 12 * 10
+    assert passes("connectivity", "path points")["passes"] == 4 * 3 * 2 * 10
     assert passes("connectivity", "Bézier")["bound"] == "not counted"
+    act = passes("connectivity", "activation matching")  # A and B once per pair, train subset
+    assert act["passes"] == 2 * 10 and act["kind"] == "forward" and act["bound"] == "exact"
+    assert passes("connectivity", "REPAIR")["bound"] == "not counted"
     assert passes("connectivity", "spawned children")["passes"] == 100 + 100
     assert passes("connectivity", "spawn path points")["passes"] == 3 * 20
     assert passes("slices", "points (slice_1d)")["bound"] == "not counted"
