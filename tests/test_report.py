@@ -355,6 +355,14 @@ def test_latex_report_is_organised_by_the_study_s_questions():
     used = {k.strip() for group in re.findall(r"\\cite\{([^}]*)\}", tex) for k in group.split(",")}
     assert cited == used and "jordan2023" in cited and "foret2021" not in cited
     assert "How robust" not in tex  # no robustness findings or figures: no section
+    # a study with SAM runs: its method sentence and references join the first section
+    sam = pd.concat([findings, pd.DataFrame({"order": [9], "stage": ["curvature"],
+                                             "key": ["asam_vs_sgd"], "text": ["ASAM flatter."],
+                                             "numbers": "{}"})], ignore_index=True)
+    tex2 = document(sam, runs, figs, "T", "1 run")
+    first = tex2.split(r"\section{")[1]
+    assert "sharpness-aware" in first and "ASAM flatter." in first
+    assert {"foret2021", "kwon2021"} <= set(re.findall(r"\\bibitem\{(\w+)\}", tex2))
     from landscape.report.latex import QUESTIONS
 
     methods = re.sub(r"\\cite\{[^}]*\}", "", " ".join(q["method"] for q in QUESTIONS))

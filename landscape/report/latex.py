@@ -148,7 +148,10 @@ grid. The gradient noise of SGD grows with $\eta/B$, and the hypothesis under te
 noise steers training towards flatter minima that generalise better
 \cite{keskar2017,jastrzebski2017,hochreiter1997}. The generalisation gap is the test error minus
 the training error of the final weights; accuracies are on the whole training and test sets.""",
-     "findings": ["training", ("curvature", "lambda_max_vs_"), ("curvature", "sam")],
+     "findings": ["training", ("curvature", "lambda_max_vs_"), ("curvature", "sam"),
+                  ("curvature", "asam")],
+     # said only when the study has such runs (a finding with one of these key prefixes)
+     "method_if": {("curvature", "sam"): "SAM", ("curvature", "asam"): "SAM"},
      "categories": ["Training"], "files": []},
     {"id": "optimisation", "title": "How does the geometry shape optimisation?",
      "method": r"""The loss is sliced along one- and two-dimensional subspaces through the trained
@@ -200,6 +203,12 @@ the PAC-Bayes flatness used above \cite{dziugaite2017}.""",
 \texttt{report.reference} (same quantities, computed from this study's tables).""",
      "findings": ["reference"], "categories": [], "files": []},
 ]
+
+
+# method sentences said only when the study has the runs they describe (QUESTIONS "method_if")
+METHOD_IF = {"SAM": r"""Where the study also trains with sharpness-aware minimisation
+\cite{foret2021} or its adaptive form \cite{kwon2021}, flatness becomes an intervention: each
+such run is compared with the SGD run of the same model, learning rate, batch size and seed."""}
 
 
 def question_of(stage: str, key: str) -> str:
@@ -293,8 +302,15 @@ def document(findings: pd.DataFrame, runs: pd.DataFrame, figures: list[Figure], 
              r"(\texttt{results/tables}); the method paragraphs are documentation and carry "
              r"no results.\end{abstract}", r"\tableofcontents"]
     by_q: dict[str, list[str]] = {}
+    extra: dict[str, list[str]] = {}
     for row in findings.sort_values("order").itertuples():
-        by_q.setdefault(question_of(row.stage, row.key), []).append(row.text)
+        q = question_of(row.stage, row.key)
+        by_q.setdefault(q, []).append(row.text)
+        for (stage, prefix), name in next(x for x in QUESTIONS if x["id"] == q).get(
+                "method_if", {}).items():
+            if row.stage == stage and row.key.startswith(prefix) and \
+                    METHOD_IF[name] not in extra.get(q, []):
+                extra.setdefault(q, []).append(METHOD_IF[name])
     figs_by_q: dict[str, list[Figure]] = {}
     per_run: list[Figure] = []
     for f in figures:
@@ -309,9 +325,10 @@ def document(findings: pd.DataFrame, runs: pd.DataFrame, figures: list[Figure], 
             tables.get(q["id"], [])
         if not (items or figs or tabs):
             continue
-        cited += re.findall(r"\\cite\{([^}]*)\}", q["method"])
+        method = " ".join([q["method"], *extra.get(q["id"], [])])
+        cited += re.findall(r"\\cite\{([^}]*)\}", method)
         parts.append(f"\\section{{{esc(q['title'])}}}")
-        parts.append(r"\paragraph{Method.} " + " ".join(q["method"].split()))
+        parts.append(r"\paragraph{Method.} " + " ".join(method.split()))
         if items:
             parts.append(r"\paragraph{Findings.}")
             parts.append("\\begin{itemize}\n" + "\n".join(f"\\item {esc(t)}" for t in items)
