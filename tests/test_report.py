@@ -302,6 +302,11 @@ def test_surface_data_is_the_slice_table_as_grids():
     assert len(json.loads(payload)) == 2
     assert page.count("Plotly.react") == 1 and len(page) > 1_000_000  # plotly.js, once
     assert surfaces_html(surface_data(slices.iloc[:0], traj)) == ""
+    # a grid without the origin: no trained point, and the page's data is still valid JSON
+    off = slices[(slices["plane"] == "random") & (slices["beta"] > 0)]
+    rec = surface_data(off, traj)[0]
+    assert rec["trained_loss"] is None and rec["trained_z"] is None
+    json.loads(surfaces_html([rec]).split('id="surface-data">')[1].split("</script>")[0])
 
 
 def test_latex_escaping_keeps_symbols_and_reports_unknown_characters():

@@ -116,8 +116,8 @@ def surface_data(slice_2d: pd.DataFrame, trajectory: pd.DataFrame | None = None
         xlabel, ylabel = AXES.get(plane, ("α", "β"))
         rec = {"run": run, "plane": plane, "split": split, "alpha": _json_list(alpha),
                "beta": _json_list(beta), "loss": _json_list(loss),
-               "z": _json_list(_log10(loss)), "trained_loss": trained,
-               "trained_z": float(_log10(np.array([trained]))[0]) if trained > 0 else None,
+               "z": _json_list(_log10(loss)), "trained_loss": _json_list(np.array([trained]))[0],
+               "trained_z": _json_list(_log10(np.array([trained])))[0],
                "xlabel": xlabel, "ylabel": ylabel,
                "title": f"{run}: {plane} plane, {split} loss", "path": None}
         if plane == "pca" and trajectory is not None and not trajectory.empty:
