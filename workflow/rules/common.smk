@@ -174,6 +174,11 @@ def paper_targets():
     r = config["report"]
     if not r["latex"]:
         return []
+    if r["pdf"] == "always" and not shutil.which("pdflatex"):  # before any job runs
+        sys.stderr.write("config error: report.pdf = \"always\" is not allowed here: pdflatex "
+                         "is not installed (Debian: apt-get install texlive-latex-recommended; "
+                         "or report.pdf: auto | never)\n")
+        raise SystemExit(1)
     pdf = r["pdf"] == "always" or (r["pdf"] == "auto" and shutil.which("pdflatex"))
     return [f"{RES}/report.tex"] + ([f"{RES}/report.pdf"] if pdf else [])
 
