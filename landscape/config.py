@@ -99,8 +99,18 @@ def _cross_checks(cfg: dict) -> None:
     check_config(cfg, runs)  # slices: grids and seeds; connectivity: pairs, spawn steps
 
 
+# Keys that moved: the old name stops with a line that says where it went.
+MOVED = {("train", "sam_rho"): "study.sam_rho (a list: each radius is a run)",
+         ("train", "asam_rho"): "study.asam_rho (a list: each radius is a run)"}
+
+
 def validate(config: dict, schema_path: str | Path | None = None) -> dict:
     """Validate ``config`` (defaults filled in); raise ConfigError with a one-line message."""
+    for (section, key), where in MOVED.items():
+        if isinstance(config.get(section), dict) and key in config[section]:
+            raise ConfigError(f"config error: {section}.{key} = "
+                              f"{json.dumps(config[section][key])} has moved: write it as "
+                              f"{where}")
     schema = load_schema(schema_path)
     cfg = copy.deepcopy(dict(config))
     fill_defaults(cfg, schema)

@@ -52,7 +52,8 @@ import pandas as pd
 from scipy import stats
 
 from .schemas.hessian import lambda_max_rows
-from .study import HPARAMS
+from .study import HPARAMS, varying_with
+from .study import varied_hparams as study_varied
 
 CORRELATION_COLUMNS = ["measure", "tau", "p_value", "n", "tau_lo", "tau_hi", "psi", "psi_lo",
                        "psi_hi", "n_groups"]
@@ -105,7 +106,7 @@ class _Groups:
         self.group: dict[str, np.ndarray] = {}  # [runs, groups] indicator per hyper-parameter
         self.value: dict[str, np.ndarray] = {}  # [runs, values of h] indicator
         for h in self.hparams:
-            others = [c for c in [*self.hparams, *fixed] if c != h]
+            others = [c for c in [*self.hparams, *fixed] if c not in varying_with(h)]
             if others:
                 codes = df.groupby(others, dropna=False, sort=False).ngroup().to_numpy()
             else:
@@ -343,7 +344,7 @@ def measure_table(runs: pd.DataFrame, flatness: pd.DataFrame, robustness: pd.Dat
 
 def varied_hparams(measures: pd.DataFrame) -> list[str]:
     """The hyper-parameters (seed excluded) that take more than one value over the runs."""
-    return [h for h in STUDY_HPARAMS if measures[h].nunique(dropna=False) > 1]
+    return study_varied(measures, STUDY_HPARAMS)
 
 
 def study_correlations(measures: pd.DataFrame, gap: str, n_boot: int, seed: int,

@@ -22,13 +22,41 @@ from pathlib import Path
 import pandas as pd
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-HPARAMS = ("model", "optimizer", "lr", "batch_size", "weight_decay", "seed")
+HPARAMS = ("model", "optimizer", "rho", "lr", "batch_size", "weight_decay", "seed")
+# The sharpness-aware optimisers and the study key that lists their ascent radii ρ: each radius
+# is a run of its own. ρ belongs to the optimiser: plain SGD and Adam runs have ρ = 0 (SAM with
+# ρ = 0 is its base SGD), so comparing optimisers compares (optimizer, ρ) together.
+SAM_RADII = {"sam": "sam_rho", "asam": "asam_rho"}
 
 
 def run_id(model: str, optimizer: str, lr: float, batch_size: int, weight_decay: float,
-           seed: int) -> str:
-    """The run identifier used in paths and tables (a key of the run table)."""
-    return f"{model}_{optimizer}_lr{lr:g}_bs{batch_size}_wd{weight_decay:g}_s{seed}"
+           seed: int, rho: float = 0.0) -> str:
+    """The run identifier used in paths and tables (a key of the run table); a SAM or ASAM run
+    names its radius after the optimiser (``cnn_sam_rho0.05_lr0.1_…``)."""
+    opt = f"{optimizer}_rho{rho:g}" if optimizer in SAM_RADII else optimizer
+    return f"{model}_{opt}_lr{lr:g}_bs{batch_size}_wd{weight_decay:g}_s{seed}"
+
+
+def varying_with(varying) -> set[str]:
+    """The hyper-parameters that vary when those in ``varying`` do: ρ varies with the optimiser
+    (an SGD run, ρ = 0, pairs with a SAM run of any radius)."""
+    varying = {varying} if isinstance(varying, str) else set(varying)
+    return varying | ({"rho"} if "optimizer" in varying else set())
+
+
+def varied_hparams(runs: pd.DataFrame, hparams=HPARAMS) -> list[str]:
+    """The ``hparams`` that take more than one value over ``runs``; ρ only where an optimiser
+    has several radii (with one radius per optimiser, the optimiser says it all)."""
+    varied = [h for h in hparams if h in runs and runs[h].nunique(dropna=False) > 1]
+    if "rho" in varied and "optimizer" in varied and \
+            runs.groupby("optimizer")["rho"].nunique().max() == 1:
+        varied.remove("rho")
+    return varied
+
+
+def fixed_with(varying) -> list[str]:
+    """The hyper-parameters held fixed when those in ``varying`` vary (``varying_with``)."""
+    return [h for h in HPARAMS if h not in varying_with(varying)]
 
 
 def run_table(config: dict) -> pd.DataFrame:
@@ -37,11 +65,13 @@ def run_table(config: dict) -> pd.DataFrame:
     ``config`` is a validated config (``landscape.config.validate``): every study key is present.
     """
     s = config["study"]
-    combos = itertools.product(s["model"], s["optimizer"], s["lr"], s["batch_size"],
-                               s["weight_decay"], s["seed"])
-    rows = [{"model": m, "optimizer": o, "lr": float(lr), "batch_size": int(bs),
+    opts = [(o, float(rho)) for o in s["optimizer"]
+            for rho in (s[SAM_RADII[o]] if o in SAM_RADII else [0.0])]
+    combos = itertools.product(s["model"], opts, s["lr"], s["batch_size"], s["weight_decay"],
+                               s["seed"])
+    rows = [{"model": m, "optimizer": o, "rho": rho, "lr": float(lr), "batch_size": int(bs),
              "weight_decay": float(wd), "seed": int(seed)}
-            for m, o, lr, bs, wd, seed in combos]
+            for m, (o, rho), lr, bs, wd, seed in combos]
     df = pd.DataFrame(rows, columns=list(HPARAMS))
     df.index = pd.Index([run_id(**r) for r in rows], name="run")
     if df.index.has_duplicates:
@@ -64,20 +94,16 @@ def run_hparams(runs: pd.DataFrame, run: str) -> dict:
                        f"{list(runs.index[:3])})")
     row = runs.loc[run]
     return {"model": str(row["model"]), "optimizer": str(row["optimizer"]),
-            "lr": float(row["lr"]), "batch_size": int(row["batch_size"]),
+            "rho": float(row["rho"]), "lr": float(row["lr"]), "batch_size": int(row["batch_size"]),
             "weight_decay": float(row["weight_decay"]), "seed": int(row["seed"])}
 
 
 def train_params(config: dict, runs: pd.DataFrame, run: str) -> dict:
     """Everything a training job of ``run`` depends on: its hyper-parameters, the ``train``
-    section and its model's options (so editing ``models.cnn_bn`` reruns only cnn_bn runs), the
-    SAM radii only for the runs that use them."""
+    section and its model's options (so editing ``models.cnn_bn`` reruns only cnn_bn runs). A
+    SAM radius is a hyper-parameter (``rho``): adding one to ``study.sam_rho`` adds its runs."""
     hp = run_hparams(runs, run)
-    # a SAM radius belongs to the runs that use it: editing train.sam_rho reruns the sam runs only
-    own = {"sam_rho": "sam", "asam_rho": "asam"}
-    train = {k: v for k, v in config["train"].items() if own.get(k, hp["optimizer"]) ==
-             hp["optimizer"]}
-    return {**hp, **train, "model_options": config["models"].get(hp["model"], {})}
+    return {**hp, **config["train"], "model_options": config["models"].get(hp["model"], {})}
 
 
 def runs_with_seeds(runs: pd.DataFrame, seeds, key: str = "seeds") -> list[str]:

@@ -39,9 +39,12 @@ class Col:
 
 
 RUN_HPARAMS = [
-    Col("run", "string", "run identifier: model_optimizer_lr…_bs…_wd…_s…"),
+    Col("run", "string", "run identifier: model_optimizer_lr…_bs…_wd…_s… (sam and asam runs: "
+        "optimizer_rho…)"),
     Col("model", "string", "model name in the registry"),
-    Col("optimizer", "string", "sgd (with momentum) or adam"),
+    Col("optimizer", "string", "sgd (with momentum), adam, sam or asam (around that SGD)"),
+    Col("rho", "float64", "ascent radius ρ of sam and asam (study.sam_rho, study.asam_rho); 0 "
+        "for sgd and adam"),
     Col("lr", "float64", "learning rate η"),
     Col("batch_size", "int64", "mini-batch size"),
     Col("weight_decay", "float64", "L2 weight decay"),

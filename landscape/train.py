@@ -47,7 +47,7 @@ from .io import IntegrityError, load_verified, save_verified
 from .models import build_model, count_parameters
 from .sam import SAM, frozen_batchnorm_statistics
 from .schemas import training as _tables  # noqa: F401  registers the tables written here
-from .study import HPARAMS, run_id
+from .study import HPARAMS, SAM_RADII, run_id
 from .tables import write_table
 
 OPTIMIZERS = ("sgd", "adam", "sam", "asam")
@@ -64,6 +64,7 @@ class TrainConfig:
 
     model: str
     optimizer: str
+    rho: float  # SAM/ASAM ascent radius (study.sam_rho, study.asam_rho); 0 for sgd and adam
     lr: float
     batch_size: int
     weight_decay: float
@@ -71,8 +72,6 @@ class TrainConfig:
     epochs: int
     stop_at_loss: float | None
     momentum: float
-    sam_rho: float
-    asam_rho: float
     schedule: str
     model_options: dict
     snapshot_steps: list[int]
@@ -83,6 +82,9 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}. "
                              f"Supported optimizers are {list(OPTIMIZERS)}.")
+        if (self.optimizer in SAM_RADII) != (self.rho > 0) or not self.rho >= 0:
+            raise ValueError(f"rho = {self.rho!r} is not allowed for optimizer "
+                             f"{self.optimizer!r}: expected > 0 for sam and asam, 0 otherwise")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown schedule {self.schedule!r}. "
                              f"Supported schedules are {list(SCHEDULES)}.")
@@ -101,7 +103,12 @@ class TrainConfig:
         options = params.get("model_options")
         if options is None:
             options = defaults("models", params["model"])
-        return cls(**{k: params[k] for k in HPARAMS}, **p, model_options=dict(options))
+        hp = {k: params[k] for k in HPARAMS if k != "rho"}
+        opt = params["optimizer"]
+        # without a radius: the schema's first for sam/asam (study.sam_rho), none otherwise
+        hp["rho"] = float(params["rho"]) if "rho" in params else (
+            float(defaults("study")[SAM_RADII[opt]][0]) if opt in SAM_RADII else 0.0)
+        return cls(**hp, **p, model_options=dict(options))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,8 +148,8 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 def hparam_columns(cfg: TrainConfig) -> dict:
     return {"run": run_id(cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.weight_decay,
-                          cfg.seed),
-            "model": cfg.model, "optimizer": cfg.optimizer, "lr": cfg.lr,
+                          cfg.seed, cfg.rho),
+            "model": cfg.model, "optimizer": cfg.optimizer, "rho": cfg.rho, "lr": cfg.lr,
             "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
 
 
@@ -154,8 +161,7 @@ def make_optimizer(cfg: TrainConfig, params):
     sgd = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return sgd
-    rho = cfg.sam_rho if cfg.optimizer == "sam" else cfg.asam_rho
-    return SAM(params, sgd, rho=rho, adaptive=cfg.optimizer == "asam")
+    return SAM(params, sgd, rho=cfg.rho, adaptive=cfg.optimizer == "asam")
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:

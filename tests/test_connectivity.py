@@ -455,7 +455,7 @@ def trained_run(tmp_path_factory):
     """A tiny run without momentum (so a child with the run's own data order reproduces it)."""
     train, test = make_split(160, 1), make_split(40, 2)
     cfg = TrainConfig(model="cnn", optimizer="sgd", lr=0.05, batch_size=32, weight_decay=1e-4,
-                      seed=7, epochs=2, stop_at_loss=None, momentum=0.0, sam_rho=0.05, asam_rho=0.5,
+                      seed=7, epochs=2, stop_at_loss=None, momentum=0.0, rho=0.0,
                       schedule="cosine",
                       model_options={"width": 2, "hidden": 8}, snapshot_steps=[2],
                       eval_batch_size=64, channels_last=True)

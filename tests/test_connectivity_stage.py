@@ -295,7 +295,7 @@ def test_pair_and_spawn_tables():
 def _synthetic(n_pairs: int = 6, points: int = 21):
     from landscape.connectivity import barrier_table
 
-    runs = pd.DataFrame([{"run": f"r{lr}_{bs}_{s}", "model": "cnn", "optimizer": "sgd",
+    runs = pd.DataFrame([{"run": f"r{lr}_{bs}_{s}", "model": "cnn", "optimizer": "sgd", "rho": 0.0,
                           "lr": lr, "batch_size": bs, "weight_decay": 0.0, "seed": s}
                          for lr in (0.02, 0.1) for bs in (32, 128, 512) for s in (1, 2)])
     t = np.linspace(0, 1, points)

@@ -74,7 +74,8 @@ def test_images_in_steps_counts_the_short_last_batch():
 
 def synthetic_tables(tmp_path) -> dict:
     """A small study's tables, written and read back through the table contract."""
-    hp = {"run": RUN, "model": "cnn", "optimizer": "sgd", "lr": 0.1, "batch_size": 32, "seed": 1}
+    hp = {"run": RUN, "model": "cnn", "optimizer": "sgd",
+    "rho": 0.0, "lr": 0.1, "batch_size": 32, "seed": 1}
     tables = {
         "runs": frame("runs", [{**hp, "status": "ok", "diverged_step": -1, "epochs": 2,
                                 "train_size": 100, "test_size": 50}]),

@@ -21,7 +21,8 @@ from landscape.plots.hessian import curvature_vs_generalisation
 def _runs(lmax):
     rows = []
     for i in range(len(lmax)):
-        rows.append({"run": f"r{i}", "model": "cnn", "optimizer": "sgd", "lr": [0.02, 0.1][i % 2],
+        rows.append({"run": f"r{i}", "model": "cnn", "optimizer": "sgd",
+                     "rho": 0.0, "lr": [0.02, 0.1][i % 2],
                      "batch_size": [32, 128, 512][i % 3], "weight_decay": 0.0, "seed": 1,
                      "status": "ok", "test_acc": 0.8 + 0.01 * i, "gap_loss": 0.02 * i,
                      "gap_error": 0.01 * i})
@@ -67,7 +68,8 @@ def _study():
     for i, (lr, bs) in enumerate([(lr, bs) for lr in (0.02, 0.1) for bs in (32, 128, 512)]):
         v = 0.51 + 0.01 * i
         rows.append({"run": f"cnn_sgd_lr{lr:g}_bs{bs}_wd0_s1", "model": "cnn",
-                     "optimizer": "sgd", "lr": lr, "batch_size": bs, "weight_decay": 0.0,
+                     "optimizer": "sgd",
+                     "rho": 0.0, "lr": lr, "batch_size": bs, "weight_decay": 0.0,
                      "seed": 1, "status": "ok", "test_acc": v, "gap_loss": 0.02 * i,
                      "gap_error": 0.01 * i})
     runs = pd.DataFrame(rows)
@@ -104,7 +106,8 @@ def _tables(runs: pd.DataFrame, value_of: dict[str, float]) -> dict[str, pd.Data
                                "k": 1, "eigenvalue": 3.0 + np.arange(len(ids)), **ev}),
          "trace": pd.DataFrame({"run": ids, "method": "hutchinson", "trace": 30.0,
                                 "std_error": 1.0})}
-    t["sharpness"] = pd.DataFrame([{"run": r, "optimizer": "sgd", "momentum": 0.9, "epoch": e,
+    t["sharpness"] = pd.DataFrame([{"run": r, "optimizer": "sgd",
+                                    "rho": 0.0, "momentum": 0.9, "epoch": e,
                                     "lambda_max": value_of[r], "two_over_lr": 2 / lr[r],
                                     "eos_threshold": 3.8 / lr[r], **ev}
                                    for r in ids for e in (0.0, 1.0, 2.0)])
@@ -205,7 +208,7 @@ def test_encoding_values_stay_apart_in_greyscale():
     runs = pd.DataFrame({"run": [f"r{i}" for i in range(12)],
                          "lr": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3] * 2,
                          "batch_size": [32] * 6 + [256] * 6, "weight_decay": 0.0,
-                         "optimizer": "sgd", "model": "cnn", "seed": 1})
+                         "optimizer": "sgd", "rho": 0.0, "model": "cnn", "seed": 1})
     enc = Encoding(runs)
     assert (enc.colour_by, enc.style_by) == ("lr", "batch_size")
     grey = [np.dot(to_rgb(enc.colours[v]), [0.299, 0.587, 0.114]) for v in sorted(enc.colours)]
@@ -271,7 +274,8 @@ def test_sharpness_panels_say_why_a_threshold_is_missing():
     rows, runs = [], []
     for opt, thr in (("sgd", 38.0), ("adam", float("nan")), ("sam", float("nan"))):
         run = f"cnn_{opt}"
-        runs.append({"run": run, "model": "cnn", "optimizer": opt, "lr": 0.1, "batch_size": 32,
+        runs.append({"run": run, "model": "cnn", "optimizer": opt,
+                     "rho": 0.05 if opt == "sam" else 0.0, "lr": 0.1, "batch_size": 32,
                      "weight_decay": 0.0, "seed": 1, "status": "ok"})
         rows += [{"run": run, "optimizer": opt, "momentum": 0.9, "epoch": e, "lambda_max": 5.0,
                   "two_over_lr": 20.0, "eos_threshold": thr, "eval_set": "train[128,seed=0]"}

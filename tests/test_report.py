@@ -26,7 +26,8 @@ def runs_frame(test_acc=(0.80, 0.82, 0.78, 0.85), status=("ok",) * 4):
     rows = []
     for i, (bs, seed) in enumerate([(32, 1), (128, 1), (32, 2), (128, 2)]):
         rows.append({"run": f"cnn_sgd_lr0.1_bs{bs}_wd0_s{seed}", "model": "cnn",
-                     "optimizer": "sgd", "lr": 0.1, "batch_size": bs, "weight_decay": 0.0,
+                     "optimizer": "sgd",
+                     "rho": 0.0, "lr": 0.1, "batch_size": bs, "weight_decay": 0.0,
                      "seed": seed, "status": status[i], "test_acc": test_acc[i],
                      "gap_error": 0.01 * (i + 1), "gap_loss": 0.02 * (i + 1)})
     return pd.DataFrame(rows)
@@ -335,7 +336,8 @@ def test_latex_report_is_organised_by_the_study_s_questions():
                 "lambda_max_vs_batch_size"],
         "text": ["Gap ranged 1_2.", "τ = 0.1.", "λ_max < 2/η.", "REPAIR lower.", "Larger B."],
         "numbers": "{}"})
-    runs = pd.DataFrame({"run": ["r1"], "optimizer": ["sgd"], "lr": [0.1], "batch_size": [32],
+    runs = pd.DataFrame({"run": ["r1"], "optimizer": ["sgd"], "rho": [0.0], "lr": [0.1],
+                         "batch_size": [32],
                          "seed": [1], "status": ["ok"], "train_acc": [0.9], "test_acc": [0.8],
                          "gap_error": [0.1]})
     figs = [Figure("figures/training_curves.pdf", "Curves of ``run``.", "Training"),

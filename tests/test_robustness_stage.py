@@ -165,7 +165,7 @@ def synthetic_tables(folder):
     for i, ((lr, bs), gap) in enumerate(zip(GRID + [(5.0, 32)], gaps + [math.nan],
                                             strict=True)):
         rid = run_id("cnn", "sgd", lr, bs, 0.0, 1)
-        runs.append({"run": rid, "model": "cnn", "optimizer": "sgd", "lr": lr,
+        runs.append({"run": rid, "model": "cnn", "optimizer": "sgd", "rho": 0.0, "lr": lr,
                      "batch_size": bs, "weight_decay": 0.0, "seed": 1,
                      "status": "ok" if i < 4 else "diverged", "diverged_step": -1 if i < 4 else 3,
                      "stop_at_loss": math.nan, "stop_reason": "epochs" if i < 4 else "diverged",
@@ -285,7 +285,8 @@ def synthetic_study(n_seeds=2):
                                               range(1, n_seeds + 1)):
         rid = run_id("cnn", "sgd", lr, bs, wd, seed)
         gap = 0.02 + 0.05 * lr * 10 / (bs / 32) ** 0.5 + rng.normal(0, 0.005)
-        rows.append({"run": rid, "model": "cnn", "optimizer": "sgd", "lr": lr, "batch_size": bs,
+        rows.append({"run": rid, "model": "cnn", "optimizer": "sgd",
+                     "rho": 0.0, "lr": lr, "batch_size": bs,
                      "weight_decay": wd, "seed": seed, "train_loss": 0.2, "train_acc": 0.93,
                      "test_loss": 0.2 + gap, "test_acc": 0.93 - gap, "gap_loss": gap,
                      "gap_error": gap, "eps_sharpness": 100 * gap * rng.uniform(0.5, 2),

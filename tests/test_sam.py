@@ -53,7 +53,7 @@ def test_batchnorm_statistics_move_on_the_first_pass_only():
     cfg = TrainConfig.from_config({"model": "mlp", "optimizer": "sam", "lr": 0.1,
                                    "batch_size": 16, "weight_decay": 0.0, "seed": 0})
     opt = make_optimizer(cfg, model.parameters())
-    assert isinstance(opt, SAM) and opt.rho == cfg.sam_rho and not opt.adaptive
+    assert isinstance(opt, SAM) and opt.rho == cfg.rho == 0.05 and not opt.adaptive
     model.train()
     loss = train_step(model, opt, x, y, torch.arange(16))
     twin.train()
@@ -81,3 +81,118 @@ def test_a_sam_run_trains(tmp_path):
         summary = train_run(cfg, train, test, tmp_path / optimizer, fingerprint=fp,
                             device="cpu", progress=False)
         assert summary["status"] == "ok" and summary["run"].split("_")[1] == optimizer
+
+
+# ------------------------------------------------------------ ρ as a run hyper-parameter
+
+
+def _study(**study):
+    from landscape.config import validate
+
+    base = {"model": ["cnn"], "optimizer": ["sgd", "sam"], "lr": [0.1], "batch_size": [32],
+            "seed": [1, 2]}
+    return validate({"study": {**base, **study}})
+
+
+def test_each_radius_is_a_run_and_sgd_runs_once():
+    from landscape.study import run_table
+
+    runs = run_table(_study(sam_rho=[0.05, 0.2]))
+    assert list(runs.index) == [
+        "cnn_sgd_lr0.1_bs32_wd0_s1", "cnn_sgd_lr0.1_bs32_wd0_s2",
+        "cnn_sam_rho0.05_lr0.1_bs32_wd0_s1", "cnn_sam_rho0.05_lr0.1_bs32_wd0_s2",
+        "cnn_sam_rho0.2_lr0.1_bs32_wd0_s1", "cnn_sam_rho0.2_lr0.1_bs32_wd0_s2"]
+    assert list(runs["rho"]) == [0.0, 0.0, 0.05, 0.05, 0.2, 0.2]
+    one = run_table(_study(sam_rho=[0.05]))
+    assert set(one.index) < set(runs.index)  # adding a radius adds only its runs
+
+
+def test_a_runs_training_params_carry_its_radius():
+    from landscape.study import run_table, train_params
+
+    cfg = _study(sam_rho=[0.05, 0.2])
+    runs = run_table(cfg)
+    p = train_params(cfg, runs, "cnn_sam_rho0.2_lr0.1_bs32_wd0_s1")
+    c = TrainConfig.from_config(p)
+    assert c.rho == 0.2 and isinstance(make_optimizer(c, nn.Linear(2, 2).parameters()), SAM)
+    assert train_params(cfg, runs, "cnn_sgd_lr0.1_bs32_wd0_s1")["rho"] == 0.0
+    assert "sam_rho" not in p  # the radius is the run's, not a setting shared by all runs
+
+
+def test_radius_must_fit_the_optimizer():
+    base = dict(model="cnn", lr=0.1, batch_size=8, weight_decay=0.0, seed=1)
+    with pytest.raises(ValueError, match="rho = 0.05 is not allowed for optimizer 'sgd'"):
+        TrainConfig.from_config({**base, "optimizer": "sgd", "rho": 0.05})
+    with pytest.raises(ValueError, match="rho = 0.0 is not allowed for optimizer 'sam'"):
+        TrainConfig.from_config({**base, "optimizer": "sam", "rho": 0.0})
+
+
+def test_the_old_train_key_says_where_the_radius_went():
+    from landscape.config import validate
+    from landscape.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        validate({"study": {"model": ["cnn"], "optimizer": ["sam"], "lr": [0.1],
+                            "batch_size": [32], "seed": [1]}, "train": {"sam_rho": 0.1}})
+    assert str(e.value) == ("config error: train.sam_rho = 0.1 has moved: write it as "
+                            "study.sam_rho (a list: each radius is a run)")
+
+
+def test_varying_the_optimizer_pairs_sgd_with_every_radius():
+    """Connectivity pairs and Ψ's groups over the optimiser hold everything but (optimiser, ρ)
+    fixed; over ρ, everything but ρ."""
+    import numpy as np
+
+    from landscape.connectivity.pairs import pair_table
+    from landscape.generalisation import _Groups
+    from landscape.study import run_table
+
+    cfg = _study(sam_rho=[0.05, 0.2], seed=[1])
+    cfg["connectivity"]["vary"] = ["optimizer"]
+    runs = run_table(cfg)
+    pairs = pair_table(cfg, runs)
+    assert sorted(map(tuple, pairs[["run_a", "run_b"]].values)) == [
+        ("cnn_sam_rho0.05_lr0.1_bs32_wd0_s1", "cnn_sam_rho0.2_lr0.1_bs32_wd0_s1"),
+        ("cnn_sgd_lr0.1_bs32_wd0_s1", "cnn_sam_rho0.05_lr0.1_bs32_wd0_s1"),
+        ("cnn_sgd_lr0.1_bs32_wd0_s1", "cnn_sam_rho0.2_lr0.1_bs32_wd0_s1")]
+    g = _Groups(run_table(_study(sam_rho=[0.05, 0.2])).reset_index(), ["optimizer", "rho"],
+                fixed=["seed"])
+    assert g.group["optimizer"].shape[1] == 2  # one group per seed: all three optimisers
+    np.testing.assert_array_equal(g.group["rho"].sum(axis=0), [1, 1, 2, 2])  # SAM: ρ pairs
+
+
+def test_sam_findings_one_per_radius_and_the_radii_compared():
+    import pandas as pd
+
+    from landscape.report.findings import finding_sam
+
+    rows = []
+    lam = {0.0: 10.0, 0.05: 7.0, 0.2: 3.0}
+    for seed in (1, 2):
+        for opt, rho in (("sgd", 0.0), ("sam", 0.05), ("sam", 0.2)):
+            rows.append({"run": f"{opt}{rho}_{seed}", "model": "cnn", "optimizer": opt,
+                         "rho": rho, "lr": 0.1, "batch_size": 32, "weight_decay": 0.0,
+                         "seed": seed, "lambda_max": lam[rho], "lambda_max_sd": 0.1,
+                         "test_acc": 0.8 + rho, "gap_error": 0.05})
+    f = {x.key: x for x in finding_sam(pd.DataFrame(rows))}
+    assert set(f) == {"sam_rho0.05_vs_sgd", "sam_rho0.2_vs_sgd", "sam_radius"}
+    assert f["sam_rho0.2_vs_sgd"].numbers["lambda_ratio_median"] == pytest.approx(0.3)
+    assert "SAM (ρ = 0.05) against SGD" in f["sam_rho0.05_vs_sgd"].text
+    r = f["sam_radius"].numbers
+    assert (r["lower"], r["higher"], r["pairs"]) == (2, 0, 2)
+    assert r["test_acc_diff_median"] == pytest.approx(0.15)
+
+
+def test_figures_encode_the_radius_only_where_it_adds_to_the_optimizer():
+    import pandas as pd
+
+    from landscape.plots import run_label
+    from landscape.plots.encoding import Encoding
+    from landscape.study import run_table
+
+    one = run_table(_study(sam_rho=[0.05], lr=[0.02, 0.1])).reset_index()
+    two = run_table(_study(sam_rho=[0.05, 0.2])).reset_index()
+    assert (Encoding(one).colour_by, Encoding(one).style_by) == ("lr", "optimizer")
+    assert (Encoding(two).colour_by, Encoding(two).style_by) == ("optimizer", "rho")
+    assert run_label(pd.Series(two.iloc[-1])) == "sam ρ=0.2 η=0.1 B=32"
+    assert run_label(pd.Series(two.iloc[0])) == "sgd η=0.1 B=32"

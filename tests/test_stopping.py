@@ -130,7 +130,8 @@ def _runs(reasons, target=0.3) -> pd.DataFrame:
         bs, seed = 32 * (1 + i // 4), 1
         ok = reason != "diverged"
         rows.append({"run": run_id("cnn", "sgd", lr, bs, 0.0, seed), "model": "cnn",
-                     "optimizer": "sgd", "lr": lr, "batch_size": bs, "weight_decay": 0.0,
+                     "optimizer": "sgd",
+                     "rho": 0.0, "lr": lr, "batch_size": bs, "weight_decay": 0.0,
                      "seed": seed, "status": "ok" if ok else "diverged",
                      "diverged_step": -1 if ok else 5, "stop_at_loss": target,
                      "stop_reason": reason, "epochs": {"target": 3 + i, "budget": 10}.get(

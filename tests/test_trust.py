@@ -55,7 +55,7 @@ def test_sigma_half_censoring_keeps_the_grid_bound():
 def _runs(n: int) -> pd.DataFrame:
     rows = []
     for i in range(n):
-        rows.append({"run": f"r{i}", "model": "cnn", "optimizer": "sgd", "lr": 0.1,
+        rows.append({"run": f"r{i}", "model": "cnn", "optimizer": "sgd", "rho": 0.0, "lr": 0.1,
                      "batch_size": 32 * (i + 1), "weight_decay": 0.0, "seed": 1, "status": "ok",
                      "train_loss": 0.1, "train_acc": 0.95, "test_loss": 0.3, "test_acc": 0.9,
                      "gap_loss": 0.2 + 0.01 * i, "gap_error": 0.05 + 0.01 * i})
@@ -89,7 +89,8 @@ def test_sigma_half_uses_the_training_split_and_keeps_censored_runs():
 
 
 def test_robustness_finding_counts_censored_runs():
-    m = pd.DataFrame({"run": ["a", "b", "c"], "model": "cnn", "optimizer": "sgd", "lr": 0.1,
+    m = pd.DataFrame({"run": ["a", "b", "c"], "model": "cnn", "optimizer": "sgd",
+                      "rho": 0.0, "lr": 0.1,
                       "batch_size": 32, "weight_decay": 0.0, "seed": [1, 2, 3],
                       "sigma_half_absolute": [0.01, 0.05, 1.0],
                       "sigma_half_absolute_censoring": ["left", "crossed", "right"]})
@@ -183,7 +184,8 @@ def test_correlations_table_carries_holm():
     rng = np.random.default_rng(0)
     runs = []
     for lr, bs, seed in itertools.product([0.1, 0.2], [32, 128], [1, 2]):
-        runs.append({"run": f"r{lr}{bs}{seed}", "model": "cnn", "optimizer": "sgd", "lr": lr,
+        runs.append({"run": f"r{lr}{bs}{seed}", "model": "cnn", "optimizer": "sgd",
+                     "rho": 0.0, "lr": lr,
                      "batch_size": bs, "weight_decay": 0.0, "seed": seed,
                      "gap_error": rng.uniform()})
     m = pd.DataFrame(runs)
@@ -299,7 +301,8 @@ def test_sam_finding_pairs_each_sam_run_with_its_sgd_twin():
     rows = []
     for seed, (l_sgd, l_sam) in enumerate(((10.0, 5.0), (10.0, 9.9), (8.0, 4.0)), start=1):
         for opt, lam in (("sgd", l_sgd), ("sam", l_sam)):
-            rows.append({"run": f"{opt}{seed}", "model": "cnn", "optimizer": opt, "lr": 0.1,
+            rows.append({"run": f"{opt}{seed}", "model": "cnn", "optimizer": opt,
+                         "rho": 0.05 if opt == "sam" else 0.0, "lr": 0.1,
                          "batch_size": 32, "weight_decay": 0.0, "seed": seed,
                          "lambda_max": lam, "lambda_max_sd": 0.2,
                          "test_acc": 0.8 + (0.01 if opt == "sam" else 0.0),

@@ -119,7 +119,8 @@ def test_plot_option_reruns_only_plots(smoke):
 def test_new_seed_runs_only_new_jobs(smoke):
     name = write_config(smoke, "seed.yaml", lambda c: c["study"]["seed"].append(7))
     runs = planned_runs(smoke, name)
-    assert sorted(runs) == ["cnn_bn_sam_lr0.05_bs64_wd0_s7", "cnn_bn_sgd_lr0.05_bs64_wd0_s7"]
+    assert sorted(runs) == ["cnn_bn_sam_rho0.05_lr0.05_bs64_wd0_s7",
+                            "cnn_bn_sgd_lr0.05_bs64_wd0_s7"]
     assert "prepare_data" not in planned(smoke, name)
 
 

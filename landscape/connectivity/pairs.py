@@ -23,7 +23,7 @@ import re
 
 import pandas as pd
 
-from ..study import HPARAMS
+from ..study import fixed_with
 
 FASHION_MNIST_TRAIN = 60_000
 SEP = "__"
@@ -74,7 +74,7 @@ def pair_table(config: dict, runs: pd.DataFrame) -> pd.DataFrame:
                              f"{mb})")
             rows.append((a, b))
     elif cfg["enabled"]:
-        same = [h for h in HPARAMS if h not in cfg["vary"]]
+        same = fixed_with(cfg["vary"])
         for _, group in runs.groupby(same, sort=False):
             rows.extend(itertools.combinations(list(group.index), 2))
         order = {r: i for i, r in enumerate(runs.index)}

@@ -98,5 +98,8 @@ def overlapping_tick_labels(fig) -> list[tuple[str, str]]:
 
 
 def run_label(row) -> str:
-    """Short legend label of a run: optimiser, η and batch size (seed separate)."""
-    return f"{row['optimizer']} η={row['lr']:g} B={row['batch_size']}"
+    """Short legend label of a run: optimiser (with SAM's radius), η and batch size (seed
+    separate)."""
+    rho = row.get("rho", 0) or 0
+    opt = f"{row['optimizer']} ρ={rho:g}" if rho else row["optimizer"]
+    return f"{opt} η={row['lr']:g} B={row['batch_size']}"

@@ -35,7 +35,7 @@ METHOD_WIDTHS = {"linear": 3.4, "aligned": 2.6, "activation": 1.8, "repair": 1.3
 METHOD_HATCHES = {"linear": "", "aligned": "///", "activation": "xxx", "repair": "\\\\",
                   "bezier": "..."}  # bars apart in greyscale
 SPLIT_STYLE = {"train": "-", "test": "--"}
-HPARAM_ORDER = ["model", "optimizer", "lr", "weight_decay", "batch_size", "seed"]
+HPARAM_ORDER = ["model", "optimizer", "rho", "lr", "weight_decay", "batch_size", "seed"]
 
 
 def _methods(df: pd.DataFrame) -> list[str]:

@@ -19,9 +19,11 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-SYMBOL = {"lr": "η", "batch_size": "B", "weight_decay": "wd", "optimizer": "opt",
+from ..study import varied_hparams
+
+SYMBOL = {"lr": "η", "batch_size": "B", "weight_decay": "wd", "optimizer": "opt", "rho": "ρ",
           "model": "model", "seed": "seed"}
-ORDER = ["lr", "batch_size", "weight_decay", "optimizer", "model", "seed"]
+ORDER = ["lr", "batch_size", "weight_decay", "optimizer", "rho", "model", "seed"]
 MARKERS = "osD^vP*Xh<>p"
 STYLES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1))]
 CMAP = "viridis"
@@ -49,7 +51,7 @@ class Encoding:
     """
 
     def __init__(self, runs: pd.DataFrame) -> None:
-        varied = [h for h in ORDER if h in runs and runs[h].nunique() > 1]
+        varied = varied_hparams(runs, ORDER)
         self.colour_by = varied[0] if varied else None
         self.style_by = varied[1] if len(varied) > 1 else self.colour_by
         self.other = varied[2:]

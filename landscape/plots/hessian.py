@@ -15,7 +15,7 @@ from ..schemas.hessian import lambda_max_rows
 from . import empty_figure, log_axis, run_label
 from .encoding import Encoding
 
-ORDER = ["optimizer", "lr", "batch_size", "seed"]
+ORDER = ["optimizer", "rho", "lr", "batch_size", "seed"]
 
 
 def _runs_in_order(runs: pd.DataFrame, present) -> pd.DataFrame:

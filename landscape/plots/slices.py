@@ -45,7 +45,7 @@ def _labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:
 
 def _order(runs: pd.DataFrame, run_ids) -> list[str]:
     """Runs sorted by model, optimiser, η, weight decay, seed, batch size (ids if unknown)."""
-    keys = ["model", "optimizer", "lr", "weight_decay", "seed", "batch_size"]
+    keys = ["model", "optimizer", "rho", "lr", "weight_decay", "seed", "batch_size"]
     known = runs[runs["run"].isin(run_ids)].sort_values(keys)["run"].tolist() if len(runs) else []
     return known + sorted(set(run_ids) - set(known))
 
@@ -235,7 +235,7 @@ def small_multiples(slice_2d: pd.DataFrame, trajectory: pd.DataFrame, pca: pd.Da
     if not run_ids:
         return placeholder("all runs", "no 2-D slices (every run skipped?)")
     info = runs.set_index("run") if len(runs) else pd.DataFrame()
-    group_keys = ["model", "optimizer", "lr", "weight_decay", "seed"]
+    group_keys = ["model", "optimizer", "rho", "lr", "weight_decay", "seed"]
 
     def key(r):
         if r in getattr(info, "index", []):

@@ -65,7 +65,7 @@ def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
     enc = Encoding(runs)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     cols = ["test_acc", "gap_loss", "gap_error"]
-    keys = [h for h in ("model", "optimizer", "lr", "weight_decay") if h in runs]
+    keys = [h for h in ("model", "optimizer", "rho", "lr", "weight_decay") if h in runs]
     for _, g in ok.groupby(keys, sort=True):
         first = g.iloc[0]["run"]
         colour = enc.colour(first) if enc.colour_by in keys else "0.4"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..study import HPARAMS as STUDY_HPARAMS
+from ..study import fixed_with
 
 ALPHA = 0.05
 MIN_RUNS_FOR_RANKS = 5  # fewer finished runs: no rank-correlation finding
@@ -40,11 +41,17 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def optimizer_name(row) -> str:
+    """'sgd', or a sharpness-aware optimiser with its radius: 'sam ρ=0.05'."""
+    rho = row.get("rho", 0) or 0
+    return f"{row['optimizer']} ρ={rho:g}" if rho else str(row["optimizer"])
+
+
 def describe_run(row) -> str:
     """e.g. 'cnn sgd η=0.02 B=128 s1'."""
     wd = f" wd={row['weight_decay']:g}" if row.get("weight_decay", 0) else ""
-    return (f"{row['model']} {row['optimizer']} η={row['lr']:g} B={int(row['batch_size'])}{wd} "
-            f"s{int(row['seed'])}")
+    return (f"{row['model']} {optimizer_name(row)} η={row['lr']:g} B={int(row['batch_size'])}"
+            f"{wd} s{int(row['seed'])}")
 
 
 def kendall_sentence(x: np.ndarray, y: np.ndarray, what: str) -> tuple[str, dict]:
@@ -141,7 +148,8 @@ def finding_training(runs: pd.DataFrame) -> list[Finding]:
         return f"η={r['lr']:g}, B={int(r['batch_size'])}" + (
             f", wd={r['weight_decay']:g}" if r["weight_decay"] else "") + (
             f", {r['model']}" if ok["model"].nunique() > 1 else "") + (
-            f", {r['optimizer']}" if ok["optimizer"].nunique() > 1 else "")
+            f", {optimizer_name(r)}" if ok[["optimizer", "rho"]].drop_duplicates().shape[0] > 1
+            else "")
 
     def acc(r) -> str:
         sd = f" ± {fmt(r['std'], 2)}" if r["count"] > 1 and math.isfinite(r["std"]) else ""
@@ -161,8 +169,9 @@ def finding_training(runs: pd.DataFrame) -> list[Finding]:
 
 
 def _pairs_differing_in(df: pd.DataFrame, col: str) -> list[tuple[pd.Series, pd.Series]]:
-    """Pairs of runs equal in every hyper-parameter but ``col`` (smaller value first)."""
-    others = [h for h in HPARAMS if h != col]
+    """Pairs of runs equal in every hyper-parameter but ``col`` (smaller value first; ρ varies
+    with the optimiser)."""
+    others = fixed_with([col])
     pairs = []
     for _, g in df.groupby(others):
         g = g.sort_values(col)
@@ -273,19 +282,47 @@ SAM_NAMES = {"sam": "SAM", "asam": "adaptive SAM"}
 
 def finding_sam(ok: pd.DataFrame) -> list[Finding]:
     """Flatness as an intervention: each SAM (or ASAM) run against the SGD run of the same model,
-    η, batch size, weight decay and seed. λ_max is called lower or higher only beyond the subset
-    spread; test accuracy and the error gap (one evaluation, no spread) are given as median
-    differences with their range, never called."""
+    η, batch size, weight decay and seed, one finding per radius ρ; with several radii, also the
+    larger radius against the smaller (same everything else). λ_max is called lower or higher
+    only beyond the subset spread; test accuracy and the error gap (one evaluation, no spread)
+    are given as median differences with their range, never called."""
     out = []
-    keys = [h for h in HPARAMS if h != "optimizer"]
+    keys = fixed_with(["optimizer"])
     sgd = ok[ok["optimizer"] == "sgd"]
     for kind, name in SAM_NAMES.items():
-        other = ok[ok["optimizer"] == kind]
-        if other.empty or sgd.empty:
-            continue
-        both = sgd.merge(other, on=keys, suffixes=("_sgd", "_sam"))
-        if both.empty:
-            continue
+        radii = sorted(ok.loc[ok["optimizer"] == kind, "rho"].unique())
+        for rho in radii if not sgd.empty else []:
+            other = ok[(ok["optimizer"] == kind) & (ok["rho"] == rho)]
+            key = f"{kind}_vs_sgd" if len(radii) == 1 else f"{kind}_rho{rho:g}_vs_sgd"
+            out += _sam_against_sgd(sgd.merge(other, on=keys, suffixes=("_sgd", "_sam")),
+                                    f"{name} (ρ = {rho:g})", key)
+        if len(radii) > 1:
+            out += _sam_radii(ok[ok["optimizer"] == kind], kind, name)
+    return out
+
+
+def _sam_radii(runs: pd.DataFrame, kind: str, name: str) -> list[Finding]:
+    """The larger radius against the smaller, same everything else: λ_max beyond the spread."""
+    pairs = [(pd.Series({"v": a["lambda_max"], "sd": a["lambda_max_sd"]}),
+              pd.Series({"v": b["lambda_max"], "sd": b["lambda_max_sd"]}))
+             for a, b in _pairs_differing_in(runs, "rho")]
+    if not pairs:
+        return []
+    c = compare_beyond_spread(pairs, "v", "sd")
+    radii = ", ".join(f"{r:g}" for r in sorted(runs["rho"].unique()))
+    acc = [b["test_acc"] - a["test_acc"] for a, b in _pairs_differing_in(runs, "rho")]
+    text = (f"{name} with the larger radius against the smaller (ρ ∈ {{{radii}}}; same model, η, "
+            f"batch size, weight decay and seed; {len(pairs)} pair"
+            f"{'' if len(pairs) == 1 else 's'}): λ_max {spread_clause(c, 'higher', 'lower')}; "
+            f"test accuracy changed by a median {fmt(float(np.median(acc)), 2)} (one evaluation "
+            "each: not called)")
+    return [Finding("curvature", f"{kind}_radius", text + ".",
+                    {**c, "test_acc_diff_median": float(np.median(acc))})]
+
+
+def _sam_against_sgd(both: pd.DataFrame, name: str, key: str) -> list[Finding]:
+    out = []
+    if not both.empty:
         pairs = [(pd.Series({"v": r.lambda_max_sgd, "sd": r.lambda_max_sd_sgd}),
                   pd.Series({"v": r.lambda_max_sam, "sd": r.lambda_max_sd_sam}))
                  for r in both.itertuples()]
@@ -300,7 +337,7 @@ def finding_sam(ok: pd.DataFrame) -> list[Finding]:
                 f"accuracy changed by a median {fmt(d_acc.median(), 2)} (range "
                 f"{fmt(d_acc.min(), 2)} to {fmt(d_acc.max(), 2)}) and the error gap by "
                 f"{fmt(d_gap.median(), 2)} (one evaluation each: not called)")
-        out.append(Finding("curvature", f"{kind}_vs_sgd", text + ".",
+        out.append(Finding("curvature", key, text + ".",
                            {**c, "lambda_ratio_median": float(ratio.median()),
                             "test_acc_diff_median": float(d_acc.median()),
                             "gap_error_diff_median": float(d_gap.median())}))
