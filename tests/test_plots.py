@@ -284,5 +284,5 @@ def test_sharpness_panels_say_why_a_threshold_is_missing():
     notes = {ax.get_title(): " ".join(t.get_text() for t in ax.texts) for ax in fig.axes
              if ax.get_title()}
     plt.close(fig)
-    assert "Adam" in notes["adam η=0.1"] and "Adam" not in notes["sam η=0.1"]
-    assert "SAM" in notes["sam η=0.1"] and notes["sgd η=0.1"] == ""
+    assert "Adam" in notes["adam η=0.1"] and "Adam" not in notes["sam ρ=0.05 η=0.1"]
+    assert "SAM" in notes["sam ρ=0.05 η=0.1"] and notes["sgd η=0.1"] == ""

@@ -193,6 +193,10 @@ def test_figures_encode_the_radius_only_where_it_adds_to_the_optimizer():
     one = run_table(_study(sam_rho=[0.05], lr=[0.02, 0.1])).reset_index()
     two = run_table(_study(sam_rho=[0.05, 0.2])).reset_index()
     assert (Encoding(one).colour_by, Encoding(one).style_by) == ("lr", "optimizer")
-    assert (Encoding(two).colour_by, Encoding(two).style_by) == ("optimizer", "rho")
+    enc = Encoding(two)  # the optimiser and its radius are one channel
+    assert (enc.colour_by, enc.style_by) == ("optimizer", "seed")
+    assert list(enc.colours) == ["sam ρ=0.05", "sam ρ=0.2", "sgd"]
+    assert enc.colour(dict(two.iloc[-1])) == enc.colour(two["run"].iloc[-1]) != \
+        enc.colour(two["run"].iloc[2])
     assert run_label(pd.Series(two.iloc[-1])) == "sam ρ=0.2 η=0.1 B=32"
     assert run_label(pd.Series(two.iloc[0])) == "sgd η=0.1 B=32"

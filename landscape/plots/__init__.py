@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from ..labels import optimizer_label  # noqa: E402
 
 
 def save(fig, path: str | Path, dpi: int = 150, formats: Sequence[str] = ()) -> list[Path]:
@@ -100,6 +101,5 @@ def overlapping_tick_labels(fig) -> list[tuple[str, str]]:
 def run_label(row) -> str:
     """Short legend label of a run: optimiser (with SAM's radius), η and batch size (seed
     separate)."""
-    rho = row.get("rho", 0) or 0
-    opt = f"{row['optimizer']} ρ={rho:g}" if rho else row["optimizer"]
+    opt = optimizer_label(row["optimizer"], row.get("rho", 0) or 0)
     return f"{opt} η={row['lr']:g} B={row['batch_size']}"

@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..labels import optimizer_label
 from ..study import varied_hparams
 
 SYMBOL = {"lr": "η", "batch_size": "B", "weight_decay": "wd", "optimizer": "opt", "rho": "ρ",
@@ -51,6 +52,12 @@ class Encoding:
     """
 
     def __init__(self, runs: pd.DataFrame) -> None:
+        self._fold = {"optimizer", "rho"} <= set(runs) and bool((runs["rho"].fillna(0) != 0).any())
+        if self._fold:
+            # one channel for the optimiser with its radius ('sam ρ=0.2'): ρ means nothing alone
+            runs = runs.assign(optimizer=[optimizer_label(o, r) for o, r in
+                                          zip(runs["optimizer"], runs["rho"].fillna(0),
+                                              strict=True)])
         varied = varied_hparams(runs, ORDER)
         self.colour_by = varied[0] if varied else None
         self.style_by = varied[1] if len(varied) > 1 else self.colour_by
@@ -77,6 +84,9 @@ class Encoding:
     def _row(self, run_or_row):
         if isinstance(run_or_row, str):
             return self.rows.get(run_or_row)
+        if self._fold and "rho" in run_or_row:
+            return {**dict(run_or_row), "optimizer": optimizer_label(run_or_row["optimizer"],
+                                                                     run_or_row["rho"] or 0)}
         return run_or_row
 
     def colour(self, run_or_row) -> tuple | str:

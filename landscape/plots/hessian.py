@@ -126,14 +126,16 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
 
 
 def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
-    """λ_max at every snapshot against epoch (symlog), one panel per (optimiser, η), one line per
+    """λ_max at every snapshot against epoch (symlog), one panel per (optimiser, ρ, η), one line per
     run (colour and marker by the varied hyper-parameters; solid, so that the black 2/η (dashed)
     and (2 + 2β)/η (dotted) thresholds stand apart)."""
     df = sharp.merge(runs[["run", "status"]], on="run", how="left")
     if df.empty:
         return empty_figure("no sharpness measured (every run skipped)")
-    groups = list(df.groupby(["optimizer", df["run"].map(
-        dict(zip(runs["run"], runs["lr"], strict=True)))], sort=True))
+    of = {h: df["run"].map(dict(zip(runs["run"], runs[h], strict=True)))
+          for h in ("rho", "lr") if h in runs}
+    groups = [((opt, *rest) if "rho" in of else (opt, 0.0, *rest), g) for (opt, *rest), g in
+              df.groupby(["optimizer", *of.values()], sort=True)]
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), squeeze=False)
@@ -141,7 +143,7 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
         ax.axis("off")
     enc = Encoding(runs)
     info = runs.set_index("run")
-    for ax, ((opt, lr), g) in zip(axes.flat, groups, strict=False):
+    for ax, ((opt, rho, lr), g) in zip(axes.flat, groups, strict=False):
         for run in enc.order(list(g["run"].unique())):
             r = g[g["run"] == run].sort_values("epoch")
             diverged = (r["status"] == "diverged").any()
@@ -166,7 +168,7 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
         log_axis(ax, "y")
         ax.set_xlabel("epoch (symlog: linear below 0.1)")
         ax.set_ylabel("λ_max")
-        ax.set_title(f"{opt} η={lr:g}", fontsize=10)
+        ax.set_title(f"{opt} ρ={rho:g} η={lr:g}" if rho else f"{opt} η={lr:g}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     fig.suptitle(f"Sharpness along training on {df['eval_set'].iloc[0]}", fontsize=10)

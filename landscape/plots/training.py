@@ -62,7 +62,7 @@ def final_vs_hparams(runs: pd.DataFrame) -> plt.Figure:
     and marker by the varied hyper-parameters) and a line through the means over seeds of each
     configuration that differs in more than the batch size."""
     ok = runs[runs["status"] == "ok"]
-    enc = Encoding(runs)
+    enc = Encoding(runs.assign(batch_size=0))  # the x axis says the batch size
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     cols = ["test_acc", "gap_loss", "gap_error"]
     keys = [h for h in ("model", "optimizer", "rho", "lr", "weight_decay") if h in runs]

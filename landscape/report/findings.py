@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..labels import optimizer_label
 from ..study import HPARAMS as STUDY_HPARAMS
 from ..study import fixed_with
 
@@ -43,8 +44,7 @@ def fmt(x: float, digits: int = 3) -> str:
 
 def optimizer_name(row) -> str:
     """'sgd', or a sharpness-aware optimiser with its radius: 'sam ρ=0.05'."""
-    rho = row.get("rho", 0) or 0
-    return f"{row['optimizer']} ρ={rho:g}" if rho else str(row["optimizer"])
+    return optimizer_label(row["optimizer"], row.get("rho", 0) or 0)
 
 
 def describe_run(row) -> str:

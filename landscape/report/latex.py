@@ -208,7 +208,9 @@ the PAC-Bayes flatness used above \cite{dziugaite2017}.""",
 # method sentences said only when the study has the runs they describe (QUESTIONS "method_if")
 METHOD_IF = {"SAM": r"""Where the study also trains with sharpness-aware minimisation
 \cite{foret2021} or its adaptive form \cite{kwon2021}, flatness becomes an intervention: each
-such run is compared with the SGD run of the same model, learning rate, batch size and seed."""}
+such run is compared with the SGD run of the same model, learning rate, batch size and seed,
+separately for each radius $\rho$ of its ascent step; where the study has several radii, the
+runs of a larger radius are also compared with those of a smaller one."""}
 
 
 def question_of(stage: str, key: str) -> str:
