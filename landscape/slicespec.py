@@ -84,12 +84,19 @@ class SliceSpec:
 
 def check_config(config: Mapping, runs) -> None:
     """The slices section's cross-key rules (STAGE ``checks`` of slice_directions): a valid
-    grid (odd sizes, ranges, planes) and ``slices.seeds`` naming seeds the study trains."""
+    grid (odd sizes, ranges, planes), ``slices.seeds`` naming seeds the study trains, and a
+    hessian plane only where the curvature stage computes two eigenvectors."""
     from .errors import ConfigError
     from .study import runs_with_seeds
 
     try:
-        SliceSpec.from_config(config["slices"])
+        spec = SliceSpec.from_config(config["slices"])
         runs_with_seeds(runs, config["slices"]["seeds"], "slices.seeds")
     except ValueError as exc:
         raise ConfigError(f"config error: {exc}") from None
+    top_k = config.get("hessian", {}).get("eigs", {}).get("top_k")
+    if "hessian" in spec.planes and top_k is not None and top_k < 2:
+        raise ConfigError(f"config error: hessian.eigs.top_k = {top_k} is not allowed with "
+                          f"slices.planes = {list(spec.planes)}: expected top_k ≥ 2 (the "
+                          "hessian plane is spanned by the top two eigenvectors), or planes "
+                          "without hessian")

@@ -174,3 +174,17 @@ def test_planning_the_workflow_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_hessian_plane_needs_two_eigenvectors():
+    """Caught before any job runs, not by the slice job of the first trained run."""
+    from landscape.config import validate
+
+    study = {"model": ["cnn"], "optimizer": ["sgd"], "lr": [0.1], "batch_size": [32],
+             "seed": [1]}
+    with pytest.raises(ConfigError, match=r"hessian.eigs.top_k = 1 is not allowed with "
+                                          r"slices.planes = \['random', 'pca', 'hessian'\]"):
+        validate({"study": study, "hessian": {"eigs": {"top_k": 1}},
+                  "slices": {"planes": ["random", "pca", "hessian"]}})
+    validate({"study": study, "hessian": {"eigs": {"top_k": 1}},
+              "slices": {"planes": ["random", "pca"]}})
