@@ -200,9 +200,6 @@ def test_diverged_run_is_skipped_downstream(smoke, tmp_path):
         c["study"].update(model=["cnn_bn", "cnn"], optimizer=["sgd"], lr=[0.05, 5.0])
         c["models"]["cnn"] = {"width": 4, "hidden": 16}
         c["connectivity"]["vary"] = ["lr"]
-        # the pair's skip is what is tested here, not the paths (test_smoke_connectivity):
-        # the cheapest path method, no spawning (it trains two children per run and step)
-        c["connectivity"].update(methods=["linear"], spawn={"enabled": False})
 
     name = write_config(repo, "diverge.yaml", edit)
     snakemake(repo, config=name)
