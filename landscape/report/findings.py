@@ -303,14 +303,14 @@ def finding_sam(ok: pd.DataFrame) -> list[Finding]:
 
 def _sam_radii(runs: pd.DataFrame, kind: str, name: str) -> list[Finding]:
     """The larger radius against the smaller, same everything else: λ_max beyond the spread."""
-    pairs = [(pd.Series({"v": a["lambda_max"], "sd": a["lambda_max_sd"]}),
-              pd.Series({"v": b["lambda_max"], "sd": b["lambda_max_sd"]}))
-             for a, b in _pairs_differing_in(runs, "rho")]
-    if not pairs:
+    runs_pairs = _pairs_differing_in(runs, "rho")
+    if not runs_pairs:
         return []
+    pairs = [(pd.Series({"v": a["lambda_max"], "sd": a["lambda_max_sd"]}),
+              pd.Series({"v": b["lambda_max"], "sd": b["lambda_max_sd"]})) for a, b in runs_pairs]
     c = compare_beyond_spread(pairs, "v", "sd")
     radii = ", ".join(f"{r:g}" for r in sorted(runs["rho"].unique()))
-    acc = [b["test_acc"] - a["test_acc"] for a, b in _pairs_differing_in(runs, "rho")]
+    acc = [b["test_acc"] - a["test_acc"] for a, b in runs_pairs]
     text = (f"{name} with the larger radius against the smaller (ρ ∈ {{{radii}}}; same model, η, "
             f"batch size, weight decay and seed; {len(pairs)} pair"
             f"{'' if len(pairs) == 1 else 's'}): λ_max {spread_clause(c, 'higher', 'lower')}; "
