@@ -25,8 +25,10 @@ run: setup data
 report: setup
 	$(LOCAL) $(BIN)/snakemake --report results/report.html
 
+# one pytest worker per core (pytest-xdist); a test file stays on one worker, so its module
+# fixtures run once, and files start in the order tests/conftest.py gives (the longest first)
 test: setup data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(CORES) --dist loadfile --no-loadscope-reorder
 
 setup: $(BIN)/.installed
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -23,8 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 # `scontrol show config`, which waits 9-60 s for a controller wherever SLURM's client is
 # installed but no cluster is up (CI installs it for tests/test_slurm.py). No test but the SLURM
 # ones needs a cluster: give the others an empty SLURM config, on which scontrol fails at once.
-# tests/test_slurm.py puts the original value back for its own commands.
-ORIGINAL_SLURM_CONF = os.environ.get("SLURM_CONF")
+# tests/test_slurm.py puts the original value back for its own commands. pytest-xdist's workers
+# inherit the environment this sets, so the original travels in a variable of its own.
+_UNSET = "<unset>"
+os.environ.setdefault("LANDSCAPE_TEST_SLURM_CONF", os.environ.get("SLURM_CONF", _UNSET))
+ORIGINAL_SLURM_CONF = (None if os.environ["LANDSCAPE_TEST_SLURM_CONF"] == _UNSET
+                       else os.environ["LANDSCAPE_TEST_SLURM_CONF"])
 os.environ.setdefault("SLURM_CONF", os.devnull)
 
 keep_freed_memory()  # in-process tests allocate like the stages do (landscape/allocator.py)
@@ -71,6 +77,34 @@ def write_prepared(path: Path, n_train: int = 600, n_test: int = 200) -> Path:
     return path
 
 
+# Columns that hold timings, and tables whose rows of a run depend on the study's other runs
+# (the findings): left out when one run is compared across two executions.
+TIME_COLUMNS = {"wall_time", "train_seconds", "seconds"}
+ACROSS_RUNS = {"findings"}
+
+
+def compare_run_rows(a_dir: Path, b_dir: Path, run: str) -> tuple[list[str], dict[str, list]]:
+    """Every table of ``b_dir`` with a ``run`` column that has rows of ``run``, against the same
+    table in ``a_dir`` on those rows (timing columns aside): (tables compared, {table: columns
+    or ["rows"] that differ})."""
+    from landscape.tables import read_table
+
+    compared, differ = [], {}
+    for path in sorted(b_dir.glob("*.parquet")):
+        b = read_table(path)
+        if path.stem in ACROSS_RUNS or "run" not in b.columns or run not in set(b["run"]):
+            continue
+        a = read_table(a_dir / path.name)
+        keep = [c for c in b.columns if c not in TIME_COLUMNS]
+        a, b = ((df.loc[df["run"] == run, keep].reset_index(drop=True)) for df in (a, b))
+        if len(a) != len(b):
+            differ[path.stem] = ["rows"]
+        elif cols := [c for c in keep if not a[c].equals(b[c])]:
+            differ[path.stem] = cols
+        compared.append(path.stem)
+    return compared, differ
+
+
 @pytest.fixture
 def tiny_splits() -> tuple[Split, Split]:
     return make_split(320, 1), make_split(160, 2)
@@ -90,16 +124,47 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def smoke(tmp_path_factory) -> Path:
-    """The whole smoke study (tests/smoke.yaml), run once per test session in a copy of the
-    repository; the workflow, SLURM, slices and curvature tests all read (or copy) it."""
+def _run_smoke(repo: Path) -> Path:
     import time
 
     from .test_workflow import copy_repo, snakemake
 
-    repo = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    copy_repo(repo)
     t0 = time.perf_counter()
     snakemake(repo)
     print(f"smoke study: {time.perf_counter() - t0:.1f} s")
     return repo
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Path:
+    """The whole smoke study (tests/smoke.yaml), run once per test session in a copy of the
+    repository; the workflow, SLURM, slices and curvature tests all read (or copy) it.
+
+    Under pytest-xdist (`make test` runs one worker per core) the first worker that asks runs the
+    study into a folder all workers share, under a file lock; each worker then works on a copy of
+    its own (results and Snakemake's records included), because some tests edit files in it."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return _run_smoke(tmp_path_factory.mktemp("smoke") / "repo")
+    shared = tmp_path_factory.getbasetemp().parent / "smoke"  # common to this session's workers
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done").exists():
+            shutil.rmtree(shared / "repo", ignore_errors=True)  # another worker's failed try
+            _run_smoke(shared / "repo")
+            (shared / "done").touch()
+    own = tmp_path_factory.mktemp("smoke") / "repo"
+    shutil.copytree(shared / "repo", own, symlinks=True)
+    return own
+
+
+# The longest items go first, so that `make test`'s workers (pytest-xdist, --dist loadfile) are
+# not left waiting at the end for one of them: the real-SLURM study (it runs the smoke study beside
+# its own), then the end-to-end workflow tests (the diverged-run study first in its file).
+FIRST = ("test_slurm.py", "test_workflow.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))

@@ -29,7 +29,12 @@ def mutate(path: str, value, base=BASE):
     return cfg
 
 
-DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:  # a stable test id (pytest-xdist workers must collect the same)
+        return "<deleted>"
+
+
+DELETE = _Delete()
 
 # (key path, bad value, text that must appear in the one-line error)
 BAD = [
