@@ -132,10 +132,9 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
     df = sharp.merge(runs[["run", "status"]], on="run", how="left")
     if df.empty:
         return empty_figure("no sharpness measured (every run skipped)")
-    of = {h: df["run"].map(dict(zip(runs["run"], runs[h], strict=True)))
-          for h in ("rho", "lr") if h in runs}
-    groups = [((opt, *rest) if "rho" in of else (opt, 0.0, *rest), g) for (opt, *rest), g in
-              df.groupby(["optimizer", *of.values()], sort=True)]
+    # panels by the run's radius and η (the table's own lr column follows the schedule)
+    panel = runs.set_index("run")[["rho", "lr"]].add_prefix("run_")
+    groups = list(df.join(panel, on="run").groupby(["optimizer", "run_rho", "run_lr"], sort=True))
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), squeeze=False)
