@@ -109,6 +109,10 @@ def test_page_embeds_findings_and_numbers():
         assert item.text.replace("±", "±") in html.replace("&#x27;", "'")
         assert json.dumps(item.numbers, sort_keys=True).replace('"', "&quot;") in html
     assert "cnn_sgd_lr0.1_bs128_wd0_s2" in html and ">0.85<" in html
+    # the run table shows ρ (the SAM radius) only where a run has one
+    assert ">rho</th>" not in html
+    sam = table.assign(optimizer=["sgd", "sgd", "sam", "sam"], rho=[0.0, 0.0, 0.05, 0.05])
+    assert ">rho</th>" in page(f, sam, None, [], "T", "study")
 
 
 def _barrier_rows(values: dict, subsets: int = 1, bezier_end: str = "aligned",

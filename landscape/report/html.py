@@ -93,6 +93,8 @@ def page(findings: list[Finding], runs: pd.DataFrame, reference: pd.DataFrame | 
             f'{html.escape(json.dumps(f.numbers, sort_keys=True, default=float))}">'
             f"{html.escape(f.text)}</li>" for f in items) + "</ul>")
     parts.append('<h2 id="runs">Runs</h2>')
+    if "rho" in runs and (runs["rho"] == 0).all():  # ρ, the SAM radius: no run has one
+        runs = runs.drop(columns="rho")
     parts.append(f'<div style="overflow-x:auto">{frame_html(runs)}</div>')
     for anchor, heading, df in sections:
         if df is not None and not df.empty:
