@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
-from ..labels import optimizer_label  # noqa: E402
+from ..labels import optimizer_of  # noqa: E402
 
 
 def save(fig, path: str | Path, dpi: int = 150, formats: Sequence[str] = ()) -> list[Path]:
@@ -101,5 +101,4 @@ def overlapping_tick_labels(fig) -> list[tuple[str, str]]:
 def run_label(row) -> str:
     """Short legend label of a run: optimiser (with SAM's radius), η and batch size (seed
     separate)."""
-    opt = optimizer_label(row["optimizer"], row.get("rho", 0) or 0)
-    return f"{opt} η={row['lr']:g} B={row['batch_size']}"
+    return f"{optimizer_of(row)} η={row['lr']:g} B={row['batch_size']}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..labels import optimizer_label
+from ..labels import optimizer_of
 from ..study import HPARAMS as STUDY_HPARAMS
 from ..study import fixed_with
 
@@ -42,15 +42,10 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def optimizer_name(row) -> str:
-    """'sgd', or a sharpness-aware optimiser with its radius: 'sam ρ=0.05'."""
-    return optimizer_label(row["optimizer"], row.get("rho", 0) or 0)
-
-
 def describe_run(row) -> str:
     """e.g. 'cnn sgd η=0.02 B=128 s1'."""
     wd = f" wd={row['weight_decay']:g}" if row.get("weight_decay", 0) else ""
-    return (f"{row['model']} {optimizer_name(row)} η={row['lr']:g} B={int(row['batch_size'])}"
+    return (f"{row['model']} {optimizer_of(row)} η={row['lr']:g} B={int(row['batch_size'])}"
             f"{wd} s{int(row['seed'])}")
 
 
@@ -148,7 +143,7 @@ def finding_training(runs: pd.DataFrame) -> list[Finding]:
         return f"η={r['lr']:g}, B={int(r['batch_size'])}" + (
             f", wd={r['weight_decay']:g}" if r["weight_decay"] else "") + (
             f", {r['model']}" if ok["model"].nunique() > 1 else "") + (
-            f", {optimizer_name(r)}" if ok[["optimizer", "rho"]].drop_duplicates().shape[0] > 1
+            f", {optimizer_of(r)}" if ok[["optimizer", "rho"]].drop_duplicates().shape[0] > 1
             else "")
 
     def acc(r) -> str:
