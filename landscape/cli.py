@@ -54,7 +54,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the program itself (not a call from Python): a fork server may run it
+        from .forkserver import submit
+
+        argv = sys.argv[1:]
+        rc = submit(argv)
+        if rc is not None:
+            return rc
     only = argv[0] if argv and argv[0] in stage_names() else None
     args = build_parser(only).parse_args(argv)
     if args.threads:

@@ -72,8 +72,12 @@ REPORT_COLUMNS = {
              "(robustness + generalisation)",
     "jobs": "jobs that ran: benchmark files in benchmarks/<module>/ of the family's stage "
             "modules",
+    "forked": "jobs the fork server ran (landscape/forkserver.py: local runs); their CPU "
+              "time is exact and their fixed cost has no imports",
     "cpu_s": "CPU-seconds recorded (sum of the benchmarks' cpu_time, all cores): Snakemake "
-             "samples it, so the CPU time after a job's last sample is missing",
+             "samples it, so the CPU time after a job's last sample is missing; for a job the "
+             "fork server ran, the exact CPU time of its process from the server's accounting "
+             "(the benchmark sees only the thin client)",
     "tail_s": "wall-seconds after each job's last CPU sample (0.5 s steps for 15 s, then every "
               "30 s), summed: the time cpu_s did not see",
     "cpu_s_used": "cpu_s + tail_s: CPU-seconds with the unsampled tails counted as one busy core "
@@ -87,7 +91,8 @@ REPORT_COLUMNS = {
     "of_peak": "gflop_per_cpu_s as a fraction of the one-thread fp32 matmul peak measured by "
                "the same command",
     "fixed_s_per_job": "CPU-seconds every job pays before computing: a fresh interpreter "
-                       "importing the stage module, plus loading and verifying the prepared data",
+                       "importing the stage module (not paid by a forked job), plus loading and "
+                       "verifying the prepared data",
     "fixed_share": "jobs × fixed_s_per_job / cpu_s_used: the share of the stage's CPU time "
                    "that is per-job fixed cost",
 }
@@ -118,31 +123,86 @@ def unsampled_tail(seconds: float) -> float:
     return max(seconds - last, 0.0)
 
 
+def _benchmark_of(module: str, job: str, outputs: str) -> str | None:
+    """The benchmark file (relative to the benchmarks folder) of the job the fork server's
+    accounting row describes, or None for a rule without one. Measurements: the registry's job
+    folder of the ``--job`` keys (``landscape.registry``); training: the run folder's name."""
+    from .registry import by_module
+
+    if module == "train":
+        first = outputs.split(";")[0]
+        return f"train/{Path(first).name}.tsv" if first else None
+    try:
+        m = by_module(module)
+    except KeyError:  # gathers, plots, pages: no benchmark file
+        return None
+    keys = dict(p.partition("=")[::2] for p in job.split(";") if p)
+    try:
+        folder = m.job_dir.format(**keys)
+    except KeyError:
+        return None
+    return f"{module}/{folder or module}.tsv"
+
+
+def read_accounting(bench_dir: str | Path) -> dict[str, tuple[float, float]]:
+    """Benchmark file (relative path) → (CPU-s, finish time) of the newest row of the fork
+    server's accounting (``benchmarks/forkserver.tsv``; ``landscape.forkserver``) for its job;
+    {} without one."""
+    from .forkserver import ACCOUNTING_FILE
+
+    path = Path(bench_dir) / ACCOUNTING_FILE
+    out: dict[str, tuple[float, float]] = {}
+    if not path.is_file():
+        return out
+    with path.open() as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            rel = _benchmark_of(row["stage"].replace("-", "_"), row["job"], row["outputs"])
+            if rel is not None:
+                out[rel] = (_number(row["cpu_s"]), _number(row["finished"]))
+    return out
+
+
+# an accounting row and a benchmark file belong to one execution of a job when they were written
+# this close together (each right after the job ended); a later fresh run of the job is not
+# matched to an old row
+SAME_EXECUTION_S = 60.0
+
+
 def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
     """Per stage of ``STAGES``: ``jobs`` (TSV files), ``cpu_s`` and ``wall_s`` (sums of
     ``cpu_time`` and ``s`` over every row of every file), ``tail_s`` (sum of ``unsampled_tail``
     of the rows with a ``cpu_time``) and ``cpu_missing`` (rows without a number in
-    ``cpu_time``, left out of ``cpu_s``). A missing folder raises UserError."""
+    ``cpu_time``, left out of ``cpu_s``). A job the fork server ran (``forked``: its
+    accounting row written within ``SAME_EXECUTION_S`` of the benchmark file) counts its
+    process's exact CPU time instead, with no tail. A missing folder raises UserError."""
     bench_dir = Path(bench_dir)
     if not bench_dir.is_dir():
         raise UserError(MISSING_BENCHMARKS.format(path=bench_dir))
+    accounted = read_accounting(bench_dir)
     rows = []
     for stage, modules in STAGES.items():
         files = sorted(f for m in modules for f in (bench_dir / m).rglob("*.tsv"))
         cpu = wall = tail = 0.0
-        missing = 0
+        missing = forked = 0
         for tsv in files:
+            acc = accounted.get(tsv.relative_to(bench_dir).as_posix())
+            fork = acc is not None and abs(acc[1] - tsv.stat().st_mtime) <= SAME_EXECUTION_S
+            if fork and math.isfinite(acc[0]):
+                cpu += acc[0]
+                forked += 1
             with tsv.open() as fh:
                 for row in csv.DictReader(fh, delimiter="\t"):
                     c, s = _number(row.get("cpu_time")), _number(row.get("s"))
-                    if math.isfinite(c):
+                    if fork:
+                        pass
+                    elif math.isfinite(c):
                         cpu += c
                         tail += unsampled_tail(s) if math.isfinite(s) else 0.0
                     else:
                         missing += 1
                     wall += s if math.isfinite(s) else 0.0
-        rows.append({"stage": stage, "jobs": len(files), "cpu_s": cpu, "tail_s": tail,
-                     "wall_s": wall, "cpu_missing": missing})
+        rows.append({"stage": stage, "jobs": len(files), "forked": forked, "cpu_s": cpu,
+                     "tail_s": tail, "wall_s": wall, "cpu_missing": missing})
     return pd.DataFrame(rows)
 
 
@@ -598,13 +658,18 @@ def report_frame(bench: pd.DataFrame, units: pd.DataFrame, flops: pd.Series, pea
         sel = units["stage"] == r.stage
         gflop = float(flops[sel].sum(min_count=1)) / 1e9 if sel.any() else math.nan
         fix = fixed.get(r.stage, {}).get("cpu_s", math.nan)
-        rows.append({"stage": r.stage, "jobs": int(r.jobs), "cpu_s": r.cpu_s,
+        data = fixed.get(r.stage, {}).get("data_cpu_s", math.nan)
+        forked = int(getattr(r, "forked", 0))
+        fixed_cpu = (r.jobs - forked) * fix + (forked * data if forked else 0.0)
+        rows.append({"stage": r.stage, "jobs": int(r.jobs), "forked": forked, "cpu_s": r.cpu_s,
                      "tail_s": r.tail_s, "cpu_s_used": r.cpu_s + r.tail_s, "wall_s": r.wall_s,
                      "gflop": gflop, "count": count_status(units.loc[sel, "bound"])
-                     if sel.any() else "not counted", "fixed_s_per_job": fix,
-                     "fixed_cpu_s": r.jobs * fix})
+                     if sel.any() else "not counted",
+                     "fixed_s_per_job": fixed_cpu / r.jobs if r.jobs else fix,
+                     "fixed_cpu_s": fixed_cpu})
     df = pd.DataFrame(rows)
-    total = {"stage": "total", "jobs": int(df["jobs"].sum()), "cpu_s": df["cpu_s"].sum(),
+    total = {"stage": "total", "jobs": int(df["jobs"].sum()), "forked": int(df["forked"].sum()),
+             "cpu_s": df["cpu_s"].sum(),
              "tail_s": df["tail_s"].sum(), "cpu_s_used": df["cpu_s_used"].sum(),
              "wall_s": df["wall_s"].sum(), "gflop": df["gflop"].sum(min_count=1),
              "count": count_status(units["bound"]),
@@ -643,7 +708,7 @@ def _fmt(col: str, v) -> str:
         return v
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    if col == "jobs":
+    if col in ("jobs", "forked"):
         return f"{int(v)}"
     if col in ("of_peak", "fixed_share"):
         return f"{v:.1%}"

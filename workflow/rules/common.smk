@@ -186,3 +186,25 @@ def paper_targets():
 def all_targets():
     return [*made_tables().values(), f"{RES}/tables/skipped.parquet", f"{RES}/findings.html",
             *plot_targets(), *paper_targets()]
+
+
+# Local runs fork every job from one process that has imported torch and the other heavy
+# libraries (landscape/forkserver.py): the same commands, without ~2 CPU-s of imports per job.
+# Cluster executors run jobs elsewhere and start none; LANDSCAPE_NO_FORK_SERVER=1 turns it off.
+onstart:
+    from landscape import forkserver
+
+    if not workflow.touch:
+        forkserver.start(RES, local=workflow.local_exec)
+
+
+onsuccess:
+    from landscape import forkserver
+
+    forkserver.stop()
+
+
+onerror:
+    from landscape import forkserver
+
+    forkserver.stop()
