@@ -72,6 +72,12 @@ def _package_stamp() -> tuple:
                         for p in _package_dir().rglob("*") if p.suffix in (".py", ".yaml")))
 
 
+def _interpreter() -> list[str]:
+    """The interpreter binary (links resolved: `python` and `python3.11` of a venv are one) and
+    its environment (``sys.prefix``: the venv, hence its site-packages)."""
+    return [os.path.realpath(sys.executable), sys.prefix, sys.version]
+
+
 def _load_time_env(env: dict) -> dict:
     return {k: v for k, v in env.items() if LOAD_TIME_ENV.match(k)}
 
@@ -126,7 +132,7 @@ def submit(argv: list[str]) -> int | None:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         _send(sock, {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ),
-                     "executable": sys.executable, "package": str(_package_dir())},
+                     "interpreter": _interpreter(), "package": str(_package_dir())},
               [0, 1, 2])
         reply, _ = _recv(sock)
     except OSError:
@@ -186,8 +192,8 @@ class Server:
 
     def refusal(self, req: dict) -> str | None:
         """Why the request must run in a fresh process, or None."""
-        if req.get("executable") != sys.executable:
-            return f"interpreter {req.get('executable')} is not the server's {sys.executable}"
+        if req.get("interpreter") != _interpreter():
+            return f"interpreter {req.get('interpreter')} is not the server's {_interpreter()}"
         if req.get("package") != str(_package_dir()):
             return f"package {req.get('package')} is not the server's {_package_dir()}"
         env = _load_time_env(req.get("env", {}))
@@ -212,7 +218,9 @@ class Server:
             conn.close()
             return
         why = self.refusal(req)
-        if why is not None:
+        if why is not None:  # the job runs in a fresh process; the log says why
+            print(f"{time.strftime('%H:%M:%S')} ran in a fresh process: "
+                  f"{' '.join(req.get('argv', [])[:1])}: {why}", flush=True)
             for fd in fds:
                 os.close(fd)
             _send(conn, {"declined": why})
