@@ -55,7 +55,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the program itself (not a call from Python): a fork server may run it
-        from .forkserver import submit
+        from .forkclient import submit
 
         argv = sys.argv[1:]
         rc = submit(argv)

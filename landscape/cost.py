@@ -148,7 +148,7 @@ def read_accounting(bench_dir: str | Path) -> dict[str, tuple[float, float]]:
     """Benchmark file (relative path) → (CPU-s, finish time) of the newest row of the fork
     server's accounting (``benchmarks/forkserver.tsv``; ``landscape.forkserver``) for its job;
     {} without one."""
-    from .forkserver import ACCOUNTING_FILE
+    from .forkclient import ACCOUNTING_FILE
 
     path = Path(bench_dir) / ACCOUNTING_FILE
     out: dict[str, tuple[float, float]] = {}

@@ -4,7 +4,8 @@ Each job of a study is ``python -m landscape <stage> ...``: a fresh interpreter 
 2 CPU-seconds importing torch, pandas, pyarrow and matplotlib before it computes anything, which
 over the default study's hundred jobs is a sixth of its CPU time. For a local run the Snakefile
 starts this server (``onstart``); it imports those libraries once, listens on a Unix socket, and
-forks one child per job. The job's own process (``landscape.cli.main``) becomes a thin client: it
+forks one child per job. The job's own process (``landscape.cli.main``) is a thin client
+(``landscape.forkclient``): it
 hands the server its command line, working directory, environment and standard streams (the file
 descriptors themselves, so redirections such as ``> log 2>&1`` hold), waits, and exits with the
 child's status. The child runs exactly what the fresh process would have run, in the same
@@ -29,21 +30,28 @@ Snakemake's ``benchmark:`` sampler only sees the thin client.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
-import json
 import os
 import re
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
 from pathlib import Path
 
-ENV_SOCKET = "LANDSCAPE_FORK_SERVER"  # path of the server's socket; unset: fresh processes
-ENV_OFF = "LANDSCAPE_NO_FORK_SERVER"  # set (to anything) to never start one
+from .forkclient import (
+    ACCOUNTING_FILE,
+    ENV_OFF,
+    ENV_SOCKET,
+    interpreter,
+    package_dir,
+    recv_message,
+    send_message,
+)
+
 # imported once by the server; a job imports the rest itself (the package's own modules are cheap)
 PRELOAD = ("torch", "torch.func", "torch.utils.flop_counter", "numpy", "pandas",
            "pyarrow", "pyarrow.parquet", "scipy.stats", "scipy.optimize", "scipy.sparse.linalg",
@@ -57,25 +65,13 @@ LOAD_TIME_ENV = re.compile(r"^(OMP_|OPENBLAS_|MKL_|GOTO_|VECLIB_|NUMEXPR_|KMP_|G
 ONE_THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                    "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                                    "NUMEXPR_NUM_THREADS")}
-ACCOUNTING_FILE = "forkserver.tsv"  # in the study's benchmarks folder (read by landscape.cost)
 ACCOUNTING_COLUMNS = ("finished", "stage", "job", "outputs", "rc", "cpu_s", "wall_s", "max_rss_mb")
-_HEADER = struct.Struct("!Q")
-
-
-def _package_dir() -> Path:
-    return Path(__file__).resolve().parent
 
 
 def _package_stamp() -> tuple:
     """(path, mtime_ns, size) of every file of the package: a change means edited code."""
     return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
-                        for p in _package_dir().rglob("*") if p.suffix in (".py", ".yaml")))
-
-
-def _interpreter() -> list[str]:
-    """The interpreter binary (links resolved: `python` and `python3.11` of a venv are one) and
-    its environment (``sys.prefix``: the venv, hence its site-packages)."""
-    return [os.path.realpath(sys.executable), sys.prefix, sys.version]
+                        for p in package_dir().rglob("*") if p.suffix in (".py", ".yaml")))
 
 
 def _load_time_env(env: dict) -> dict:
@@ -88,84 +84,6 @@ def server_environment(base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     env.update(ONE_THREAD_ENV)
     return env
-
-
-# ----------------------------------------------------------------------------------- wire format
-def _send(sock: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
-    data = json.dumps(obj).encode()
-    payload = _HEADER.pack(len(data)) + data
-    if fds:
-        socket.send_fds(sock, [payload], fds)
-    else:
-        sock.sendall(payload)
-
-
-def _recv(sock: socket.socket, want_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """One message (None at end of stream) and the descriptors that came with it."""
-    buf, fds = b"", []
-    while len(buf) < _HEADER.size or len(buf) < _HEADER.size + _HEADER.unpack(
-            buf[:_HEADER.size])[0]:
-        if want_fds and not fds:
-            chunk, got, _, _ = socket.recv_fds(sock, 1 << 16, want_fds)
-            fds += got
-        else:
-            chunk = sock.recv(1 << 16)
-        if not chunk:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        buf += chunk
-    n = _HEADER.unpack(buf[:_HEADER.size])[0]
-    return json.loads(buf[_HEADER.size:_HEADER.size + n]), fds
-
-
-# ----------------------------------------------------------------------------------- client side
-def submit(argv: list[str]) -> int | None:
-    """Run ``python -m landscape *argv`` in a child of the server named by ``ENV_SOCKET``; its
-    exit status, or None when no server is there or it declines (then run it here)."""
-    path = os.environ.get(ENV_SOCKET)
-    if not path or os.environ.get(ENV_OFF):
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        _send(sock, {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ),
-                     "interpreter": _interpreter(), "package": str(_package_dir())},
-              [0, 1, 2])
-        reply, _ = _recv(sock)
-    except OSError:
-        sock.close()
-        return None
-    if reply is None or "pid" not in reply:  # declined (or gone) before forking: run it here
-        sock.close()
-        return None
-    child = int(reply["pid"])
-
-    def forward(signum, _frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while True:
-            try:
-                done, _ = _recv(sock)
-                break
-            except InterruptedError:
-                continue
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        sock.close()
-    if done is None:
-        sys.stderr.write(f"landscape: the fork server ended before job process {child} did\n")
-        forward(signal.SIGTERM, None)
-        return 1
-    return int(done["rc"])
 
 
 # ----------------------------------------------------------------------------------- server side
@@ -192,10 +110,10 @@ class Server:
 
     def refusal(self, req: dict) -> str | None:
         """Why the request must run in a fresh process, or None."""
-        if req.get("interpreter") != _interpreter():
-            return f"interpreter {req.get('interpreter')} is not the server's {_interpreter()}"
-        if req.get("package") != str(_package_dir()):
-            return f"package {req.get('package')} is not the server's {_package_dir()}"
+        if req.get("interpreter") != interpreter():
+            return f"interpreter {req.get('interpreter')} is not the server's {interpreter()}"
+        if req.get("package") != str(package_dir()):
+            return f"package {req.get('package')} is not the server's {package_dir()}"
         env = _load_time_env(req.get("env", {}))
         if env != self.env:
             diff = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
@@ -208,7 +126,7 @@ class Server:
         conn, _ = self.listener.accept()
         conn.setblocking(True)
         try:
-            req, fds = _recv(conn, want_fds=3)
+            req, fds = recv_message(conn, want_fds=3)
         except OSError:
             conn.close()
             return
@@ -223,7 +141,7 @@ class Server:
                   f"{' '.join(req.get('argv', [])[:1])}: {why}", flush=True)
             for fd in fds:
                 os.close(fd)
-            _send(conn, {"declined": why})
+            send_message(conn, {"declined": why})
             conn.close()
             return
         for stream in (sys.stdout, sys.stderr):
@@ -235,7 +153,7 @@ class Server:
             os.close(fd)
         self.children[pid] = (conn, time.monotonic(), req)
         try:
-            _send(conn, {"pid": pid})
+            send_message(conn, {"pid": pid})
         except OSError:
             self._terminate(pid)
         self.sel.register(conn, selectors.EVENT_READ, pid)
@@ -260,7 +178,7 @@ class Server:
             os.chdir(req["cwd"])
             os.environ.clear()
             os.environ.update(req["env"])
-            sys.argv = [str(_package_dir() / "__main__.py"), *req["argv"]]
+            sys.argv = [str(package_dir() / "__main__.py"), *req["argv"]]
             # streams as a fresh interpreter opens them on these descriptors (same encoding
             # as the server's: same interpreter and locale variables)
             raw = bool(os.environ.get("PYTHONUNBUFFERED"))
@@ -323,7 +241,7 @@ class Server:
                           usage.ru_maxrss / 1024)
             try:
                 self.sel.unregister(conn)
-                _send(conn, {"rc": rc})
+                send_message(conn, {"rc": rc})
             except (OSError, KeyError, ValueError):
                 pass
             conn.close()
@@ -442,6 +360,10 @@ def preload() -> None:
     matplotlib.use("Agg")
     for name in PRELOAD:
         importlib.import_module(name)
+    # the imported objects never die: keep them out of the children's garbage collections
+    # (which would scan them all and, writing their headers, copy their pages)
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> int:

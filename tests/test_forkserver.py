@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from landscape import cost, forkserver
+from landscape import cost, forkclient, forkserver
 
 from .conftest import REPO
 from .test_train import _digests, _train_cmd
@@ -82,8 +82,7 @@ def test_forked_training_is_bit_identical_to_a_fresh_process(tmp_path, prepared_
 
 
 def test_a_failing_job_exits_and_reports_as_a_fresh_process(tmp_path, server):
-    argv = [sys.executable, "-m", "landscape", "train", "--data", str(tmp_path / "none.pt"),
-            "--params", "{}", "--out", str(tmp_path / "out")]
+    argv = _train_cmd(tmp_path / "none.pt", tmp_path / "out", 1)  # no such data file
     fresh = subprocess.run(argv, env=server.fresh, capture_output=True, text=True)
     forked = subprocess.run(argv, env=server.env, capture_output=True, text=True)
     assert fresh.returncode == 1 and "error" in fresh.stderr
@@ -114,10 +113,10 @@ def test_other_thread_settings_run_in_a_fresh_process(tmp_path, prepared_file, s
 def test_refusals_name_the_reason(tmp_path):
     srv = forkserver.Server(os.path.join(tempfile.mkdtemp(prefix="lfs-", dir="/tmp"), "s"), None)
     try:
-        ok = {"interpreter": forkserver._interpreter(),
+        ok = {"interpreter": forkclient.interpreter(),
               "package": str(Path(forkserver.__file__).parent), "env": dict(os.environ)}
         assert srv.refusal(ok) is None
-        other = ["/usr/bin/python9", *forkserver._interpreter()[1:]]
+        other = ["/usr/bin/python9", *forkclient.interpreter()[1:]]
         assert "interpreter" in srv.refusal({**ok, "interpreter": other})
         assert "package" in srv.refusal({**ok, "package": "/elsewhere/landscape"})
         assert "MKL_NUM_THREADS" in srv.refusal({**ok, "env": {**os.environ,
@@ -211,8 +210,8 @@ def test_one_interpreter_under_any_of_its_names():
     """A venv's `python` (the jobs') and `python3.11` (Snakemake's shebang) are one interpreter."""
     names = [p for p in (Path(sys.executable).with_name(n) for n in ("python", "python3",
              f"python3.{sys.version_info.minor}")) if p.exists()]
-    seen = {subprocess.run([str(p), "-c", "from landscape.forkserver import _interpreter; "
-                            "print(_interpreter())"], capture_output=True, text=True,
+    seen = {subprocess.run([str(p), "-c", "from landscape.forkclient import interpreter; "
+                            "print(interpreter())"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout
             for p in names}
     assert len(names) >= 2 and len(seen) == 1, seen

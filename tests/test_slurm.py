@@ -8,7 +8,8 @@ also when a test fails). The smoke study then runs three ways:
 * L: the local reference, the test session's smoke study (`snakemake --cores 2`; the `smoke`
   fixture), where that run has the SAM run beside it. S's tables must equal L's rows of the run
   (figures are not compared): a run's numbers depend neither on the executor nor on the other
-  runs of its study;
+  runs of its study, nor on how a job's process starts (L's jobs fork from the fork server,
+  landscape/forkserver.py; S's are fresh interpreters on the cluster);
 * F: on a copy of L, one run's checkpoint is corrupted and both runs' curvature jobs are forced
   through the profile: the corrupt run's job fails, Snakemake names its SLURM log, the other
   run's job (independent of the failure) completes.
@@ -35,6 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from landscape.forkserver import ACCOUNTING_FILE
 from landscape.tables import read_table
 
 from .conftest import ORIGINAL_SLURM_CONF, REPO, compare_run_rows
@@ -299,6 +301,9 @@ def test_tables_equal_the_local_run(study):
     assert read_table(a_dir / "runs.parquet", "runs")["run"].tolist() == [S_RUN]
     compared, differ = compare_run_rows(a_dir, b_dir, S_RUN)
     assert not differ, f"tables that differ between the SLURM and the local run: {differ}"
+    # L forked its jobs from the fork server; a cluster executor starts none
+    assert (b_dir.parent / "benchmarks" / ACCOUNTING_FILE).exists()
+    assert not (s.repo / "results" / "benchmarks" / ACCOUNTING_FILE).exists()
     assert {"training", "hessian_eigs", "slice_2d", "robustness", "curvature_matrices",
             "sharpness_trajectory"} <= set(compared), compared
     print(f"{len(compared)} tables equal on {S_RUN} (timing columns aside)")
