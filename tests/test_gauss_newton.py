@@ -58,14 +58,16 @@ def dense(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return h, g, fisher
 
 
+@pytest.mark.parametrize("cache_mb", [1024.0, 0.0])  # cached maps / recomputed each product
 @pytest.mark.parametrize("batch_size", [None, 3])
-def test_products_equal_dense_matrices(batch_size):
+def test_products_equal_dense_matrices(batch_size, cache_mb):
     model = tiny()
     x, y = data()
     _, g, fisher = dense(model, x, y)
     gen = torch.Generator().manual_seed(5)
     for kind, mat in (("ggn", g), ("ef", fisher)):
-        op = GaussNewtonOperator(model, x, y, kind, batch_size=batch_size)
+        op = GaussNewtonOperator(model, x, y, kind, batch_size=batch_size, max_cache_mb=cache_mb)
+        assert op.cached == (cache_mb > 0) and op.graph_mb_estimate > 0
         assert op.dim == mat.shape[0]
         for _ in range(3):
             v = torch.randn(op.dim, generator=gen, dtype=torch.float64)

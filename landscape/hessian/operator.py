@@ -99,6 +99,21 @@ def evaluation_layout(op, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     op.n_hvp = 0
 
 
+def saved_mb(build: Callable[[], object], samples: int, n: int) -> float:
+    """MiB of the tensors autograd saves while ``build()`` runs on ``samples`` samples,
+    extrapolated to ``n`` samples: the memory a cached graph of all ``n`` would keep."""
+    total = 0
+
+    def pack(t: torch.Tensor):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        build()
+    return total / samples * n / 2**20
+
+
 class HessianOperator:
     """Hessian of the mean cross-entropy of ``model`` over ``(x, y)`` at its current parameters.
 
@@ -136,18 +151,13 @@ class HessianOperator:
     def _estimate_graph_mb(self) -> float:
         """MiB of tensors a cached double-backward graph saves, extrapolated from 8 samples."""
         m = min(8, self.n)
-        total = 0
-
-        def pack(t: torch.Tensor):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-
         leaves = {n: p.clone().requires_grad_() for n, p in self.params.items()}
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+
+        def build():
             loss = self._batch_loss(leaves, 0, m)
             torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
-        return total / m * self.n / 2**20
+
+        return saved_mb(build, m, self.n)
 
     def _unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
         v = v.to(device=self.device, dtype=self.dtype)

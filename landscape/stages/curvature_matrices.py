@@ -40,7 +40,8 @@ def operator(name: str, model, x, y, params: dict):
     if name == "hessian":
         return HessianOperator(model, x, y, batch_size=params["batch_size"],
                                method=params["hvp_method"], max_cache_mb=params["max_cache_mb"])
-    return GaussNewtonOperator(model, x, y, name, batch_size=params["batch_size"])
+    return GaussNewtonOperator(model, x, y, name, batch_size=params["batch_size"],
+                               max_cache_mb=params["max_cache_mb"])
 
 
 def layer_blocks(op) -> list[tuple[str, int, int]]:
