@@ -29,20 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from landscape.forkserver import ACCOUNTING_FILE, ENV_OFF, ENV_SOCKET  # noqa: E402
 from landscape.tables import read_table  # noqa: E402
+from tests.test_workflow import copy_repo  # noqa: E402  the tests' copy of the repository
 
 TIME_COLUMNS = {"wall_time", "train_seconds", "seconds"}
-
-
-def copy_repo(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for item in ("workflow", "landscape"):
-        shutil.copytree(REPO / item, dest / item,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (dest / "tests").mkdir()
-    shutil.copy(REPO / "tests" / "smoke.yaml", dest / "tests" / "smoke.yaml")
-    for name in ("config.yaml", "environment.yml", "pyproject.toml"):
-        shutil.copy(REPO / name, dest / name)
-    return dest
 
 
 def run(repo: Path, forked: bool) -> tuple[float, float]:
