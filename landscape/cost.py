@@ -137,11 +137,10 @@ def _benchmark_of(module: str, job: str, outputs: str) -> str | None:
     except KeyError:  # gathers, plots, pages: no benchmark file
         return None
     keys = dict(p.partition("=")[::2] for p in job.split(";") if p)
-    try:
-        folder = m.job_dir.format(**keys)
+    try:  # the rule's own benchmark path (the registry's), relative to the benchmarks folder
+        return m.benchmark("").format(**keys).removeprefix("/benchmarks/")
     except KeyError:
         return None
-    return f"{module}/{folder or module}.tsv"
 
 
 def read_accounting(bench_dir: str | Path) -> dict[str, tuple[float, float]]:
@@ -193,14 +192,14 @@ def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
             with tsv.open() as fh:
                 for row in csv.DictReader(fh, delimiter="\t"):
                     c, s = _number(row.get("cpu_time")), _number(row.get("s"))
-                    if fork:
-                        pass
-                    elif math.isfinite(c):
+                    wall += s if math.isfinite(s) else 0.0
+                    if fork:  # its CPU time is the accounting's, counted above
+                        continue
+                    if math.isfinite(c):
                         cpu += c
                         tail += unsampled_tail(s) if math.isfinite(s) else 0.0
                     else:
                         missing += 1
-                    wall += s if math.isfinite(s) else 0.0
         rows.append({"stage": stage, "jobs": len(files), "forked": forked, "cpu_s": cpu,
                      "tail_s": tail, "wall_s": wall, "cpu_missing": missing})
     return pd.DataFrame(rows)

@@ -70,8 +70,9 @@ ACCOUNTING_COLUMNS = ("finished", "stage", "job", "outputs", "rc", "cpu_s", "wal
 
 def _package_stamp() -> tuple:
     """(path, mtime_ns, size) of every file of the package: a change means edited code."""
-    return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
-                        for p in package_dir().rglob("*") if p.suffix in (".py", ".yaml")))
+    files = (p for p in package_dir().rglob("*") if p.suffix in (".py", ".yaml"))
+    return tuple(sorted((str(p), st.st_mtime_ns, st.st_size)
+                        for p, st in ((p, p.stat()) for p in files)))
 
 
 def _load_time_env(env: dict) -> dict:
