@@ -57,11 +57,27 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
 
 
 def load_snapshots(path: str | Path) -> dict:
-    """Trajectory snapshots: {'meta', 'step': [int], 'epoch': [float], 'states': [state_dict]}.
+    """Trajectory snapshots: {'meta', 'step': [int], 'epoch': [float], 'states': [state_dict],
+    'dense': {'step', 'epoch', 'states'}}.
 
-    ``epoch`` is fractional for snapshots inside epoch 1 (step / steps per epoch).
+    ``epoch`` is fractional for snapshots inside an epoch (step / steps per epoch). The top-level
+    lists are the trajectory's (step 0, ``train.snapshot_steps``, epoch ends: PCA, spawning);
+    ``dense`` holds the extra ones of ``train.sharpness_snapshots`` (empty in files written
+    before it existed), which only the sharpness trajectory reads (``all_snapshots``).
     """
     blob = load_verified(path, "snapshots", REMEDY)
     if blob.get("kind") != "snapshots":
         raise IntegrityError(f"{path}: not a snapshots file (kind={blob.get('kind')!r}); {REMEDY}.")
+    blob.setdefault("dense", {"step": [], "epoch": [], "states": []})
     return blob
+
+
+def all_snapshots(blob: dict) -> list[dict]:
+    """Every snapshot of a ``load_snapshots`` blob, trajectory and dense, in step order: dicts
+    with step, epoch, state and ``trajectory`` (True for the top-level ones)."""
+    out = [{"step": int(s), "epoch": float(e), "state": st, "trajectory": True}
+           for s, e, st in zip(blob["step"], blob["epoch"], blob["states"], strict=True)]
+    d = blob["dense"]
+    out += [{"step": int(s), "epoch": float(e), "state": st, "trajectory": False}
+            for s, e, st in zip(d["step"], d["epoch"], d["states"], strict=True)]
+    return sorted(out, key=lambda r: (r["step"], not r["trajectory"]))

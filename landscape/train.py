@@ -5,7 +5,9 @@ into ``out_dir``:
 
 - ``checkpoint.pt``: final state dict + metadata (config, seed, versions, data fingerprint, status)
 - ``snapshots.pt``: parameter states at step 0, at ``cfg.snapshot_steps`` inside epoch 1, and at
-  the end of every epoch (for trajectory PCA and sharpness over training)
+  the end of every epoch (for trajectory PCA, spawning and sharpness over training), and under
+  ``dense`` the states at ``cfg.sharpness_snapshots`` more steps, log-spaced over the budget
+  (``dense_steps``), for the sharpness trajectory only
 - ``metrics.parquet``: one row per epoch (epoch 0 = initialisation)
 - ``run.parquet``: one row summarising the run (status, final metrics, generalisation gap)
 
@@ -35,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
@@ -75,6 +78,7 @@ class TrainConfig:
     schedule: str
     model_options: dict
     snapshot_steps: list[int]
+    sharpness_snapshots: int
     eval_batch_size: int
     channels_last: bool
 
@@ -145,6 +149,25 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     batch holds the remainder): the one place this is computed for training, spawning and
     Bézier training (``connectivity.pairs.steps_per_epoch`` is its config-level twin)."""
     return math.ceil(n / batch_size)
+
+def dense_steps(total: int, count: int, exclude=()) -> list[int]:
+    """``count`` distinct optimiser steps in [1, ``total``], none in ``exclude``, as evenly
+    spaced in log(step) as whole steps allow (all of them when there are fewer): the rounded
+    geometric sequence from 1 to ``total``, refined until it holds ``count`` free steps, then
+    thinned evenly by index. Where the run saves its dense snapshots (``sharpness_snapshots``)."""
+    free = [s for s in range(1, total + 1) if s not in set(exclude)]
+    if count >= len(free):
+        return free
+    if count <= 0:
+        return []
+    skip, m = set(exclude), count
+    while True:
+        steps = sorted({int(round(t)) for t in np.geomspace(1, total, m)} - skip)
+        if len(steps) >= count:
+            break
+        m += max(1, m // 8)
+    return [steps[i] for i in np.round(np.linspace(0, len(steps) - 1, count)).astype(int)]
+
 
 def hparam_columns(cfg: TrainConfig) -> dict:
     return {"run": run_id(cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.weight_decay,
@@ -248,7 +271,8 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
     model = build_model(cfg.model, **cfg.model_options).to(dev, memory_format=layout)
     opt = make_optimizer(cfg, model.parameters())
     rows: list[dict] = []
-    snaps: dict = {"step": [], "epoch": [], "states": []}
+    snaps: dict = {"step": [], "epoch": [], "states": [],
+                   "dense": {"step": [], "epoch": [], "states": []}}
     start_epoch, step, wall = 0, 0, 0.0
     status, diverged_step = "ok", -1
 
@@ -270,10 +294,11 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
         elif st is not None:
             print("resume state belongs to another config or data; starting afresh")
 
-    def snapshot(epoch_frac: float) -> None:
-        snaps["step"].append(step)
-        snaps["epoch"].append(float(epoch_frac))
-        snaps["states"].append(_cpu_state(model))
+    def snapshot(epoch_frac: float, into: dict | None = None) -> None:
+        into = snaps if into is None else into
+        into["step"].append(step)
+        into["epoch"].append(float(epoch_frac))
+        into["states"].append(_cpu_state(model))
 
     def record(epoch: int) -> None:
         tl, ta = evaluate(model, x_train, y_train, cfg.eval_batch_size)
@@ -286,6 +311,9 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
         record(0)
         snapshot(0.0)
     snapshot_steps = set(s for s in cfg.snapshot_steps if 0 < s < per_epoch)
+    budget = cfg.epochs * per_epoch
+    dense = set(dense_steps(budget, cfg.sharpness_snapshots,
+                            snapshot_steps | set(range(per_epoch, budget + 1, per_epoch))))
     bar = tqdm(total=cfg.epochs * per_epoch, initial=step, desc=hp["run"], unit="step",
                disable=not progress, mininterval=2.0)
     for epoch in range(start_epoch, cfg.epochs):
@@ -306,9 +334,9 @@ def train_run(cfg: TrainConfig, train: Split, test: Split, out_dir: str | Path,
             step += 1
             bar.update()
             running += loss
-            if epoch == 0 and step in snapshot_steps:
+            if (epoch == 0 and step in snapshot_steps) or step in dense:
                 wall += time.perf_counter() - t0
-                snapshot(step / per_epoch)
+                snapshot(step / per_epoch, None if step in snapshot_steps else snaps["dense"])
                 t0 = time.perf_counter()
         wall += time.perf_counter() - t0
         if status == "ok" and not finite_parameters(model):

@@ -458,7 +458,7 @@ def trained_run(tmp_path_factory):
                       seed=7, epochs=2, stop_at_loss=None, momentum=0.0, rho=0.0,
                       schedule="cosine",
                       model_options={"width": 2, "hidden": 8}, snapshot_steps=[2],
-                      eval_batch_size=64, channels_last=True)
+                      sharpness_snapshots=3, eval_batch_size=64, channels_last=True)
     out = tmp_path_factory.mktemp("run")
     train_run(cfg, train, test, out, device="cpu", progress=False)
     return cfg, load_snapshots(out / "snapshots.pt"), train.tensors()

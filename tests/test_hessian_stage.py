@@ -127,6 +127,34 @@ def test_sharpness_stage(trained):
     assert df["lambda_max"].iloc[-1] == pytest.approx(lmax["eigenvalue"].iloc[0], rel=3e-2)
 
 
+def test_sharpness_stage_measures_the_dense_snapshots_too(trained, tmp_path):
+    """train.sharpness_snapshots: the stage measures every snapshot in step order, flags the
+    trajectory ones, and the trajectory rows equal those of a run without dense snapshots
+    (same weights; the warm start chain differs, so to the Lanczos tolerance)."""
+    root, prepared, run = trained
+    dense = make_run(tmp_path / "dense", prepared, sharpness_snapshots=5)
+    df, _ = run_sharpness(tmp_path, prepared, dense)
+    snaps = load_snapshots(dense / "snapshots.pt")
+    assert len(snaps["dense"]["step"]) == 5
+    assert df["step"].tolist() == sorted(snaps["step"] + snaps["dense"]["step"])
+    assert df.loc[df["trajectory"], "step"].tolist() == snaps["step"]
+    base, _ = run_sharpness(root, prepared, run, tag="d")
+    assert base["trajectory"].all()
+    traj = df[df["trajectory"]].reset_index(drop=True)
+    assert traj["eval_loss"].tolist() == base["eval_loss"].tolist()
+    np.testing.assert_allclose(traj["lambda_max"], base["lambda_max"], rtol=3e-2)
+    steps_per_epoch = 10  # 600 training images / 64, rounded up
+    sub = df[~df["trajectory"]]
+    assert sub["epoch"].tolist() == pytest.approx((sub["step"] / steps_per_epoch).tolist())
+    # the figure: one line through every snapshot, markers at the trajectory ones
+    from landscape.plots.hessian import sharpness_trajectories
+
+    fig = sharpness_trajectories(df, read_table(dense / "run.parquet", "runs"))
+    line = fig.axes[0].lines[0]
+    assert len(line.get_xdata()) == len(df)
+    assert list(line.get_markevery()) == list(np.flatnonzero(df["trajectory"]))
+
+
 def test_sharpness_uses_the_schedule_and_adam_has_no_threshold(trained, tmp_path):
     root, prepared, run = trained
     # the SGD run's snapshots relabelled as an Adam run with a cosine schedule: the stage reads

@@ -57,6 +57,28 @@ def test_sentence_follows_the_table():
     assert "within the subset spread in 2" in text_of(tie, "lambda_max_vs_batch_size")
 
 
+def test_edge_of_stability_peak_follows_the_whole_trajectory():
+    """The peak sentence reads every snapshot (dense ones too), not only the last: a run that
+    crossed 2/η mid-training and ended below it counts as crossed."""
+    runs = runs_frame()
+    table = run_table(runs, repeats_frame(runs, [5.0, 9.0, 5.2, 9.5]))
+    rows = []
+    for i, run in enumerate(runs["run"]):
+        path = [2.0, 8.0, 25.0 if i == 0 else 12.0, 9.0]  # 2/η = 20; run 0 peaks at 25
+        for step, lm in enumerate(path):
+            rows.append({"run": run, "step": step, "lambda_max": lm, "two_over_lr": 20.0,
+                         "eos_threshold": 38.0, "trajectory": step in (0, 3)})
+    sharp = pd.DataFrame(rows)
+    found = finding_curvature(table, sharp)
+    assert "exceeded 2/η in 0 of 4 runs" in text_of(found, "edge_of_stability")
+    peak = text_of(found, "edge_of_stability_peak")
+    assert "(4 snapshots per run, median)" in peak and "peaked at 0.6 to 1.25" in peak
+    assert "1 of 4 runs crossed 2/η and 0 the momentum threshold" in peak
+    sharp.loc[sharp["lambda_max"] == 25.0, "lambda_max"] = 40.0
+    again = text_of(finding_curvature(table, sharp), "edge_of_stability_peak")
+    assert "peaked at 0.6 to 2" in again and "and 1 the momentum threshold" in again
+
+
 def test_training_findings_name_divergence_and_best_config():
     runs = runs_frame(status=("ok", "diverged", "ok", "ok"))
     f = finding_training(runs)

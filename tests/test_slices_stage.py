@@ -138,6 +138,8 @@ def test_diverged_run_yields_empty_tables_with_a_reason(trained, tmp_path):
 
 
 def test_plan_from_another_checkpoint_is_refused(trained, tmp_path, capsys):
+    if not (trained / "plan.pt").exists():  # made by the tests above; alone, make it here
+        assert directions(trained) == 0
     blob = load_verified(trained / "plan.pt")
     blob["weights_digest"] = "0" * 64
     save_verified(tmp_path / "plan.pt", blob)

@@ -9,14 +9,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from landscape.checkpoints import load_checkpoint, load_snapshots
+from landscape.checkpoints import all_snapshots, load_checkpoint, load_snapshots
 from landscape.io import tensor_digest
 from landscape.study import run_id
 from landscape.tables import read_table
-from landscape.train import TrainConfig, train_run
+from landscape.train import TrainConfig, dense_steps, train_run
 
 from .conftest import REPO
 
@@ -166,3 +168,44 @@ def test_adam_run_resumes_bit_identical(tmp_path, tiny_splits):
     train_run(c, *tiny_splits, tmp_path / "cut", progress=False, stop_after_epochs=1)
     train_run(c, *tiny_splits, tmp_path / "cut", progress=False)
     assert _digests(tmp_path / "full")[0] == _digests(tmp_path / "cut")[0]
+
+
+def test_dense_steps_are_log_spaced_distinct_and_avoid_the_others():
+    steps = dense_steps(628, 40, exclude={10, 30, 100, 157, 314, 471, 628})
+    assert len(steps) == 40 == len(set(steps)) and steps == sorted(steps)
+    assert steps[0] == 1 and steps[-1] <= 627
+    assert not {10, 30, 100, 157, 314, 471, 628} & set(steps)
+    # log spacing: as many steps in [1, 25) as in [25, 628) give or take the integer floor
+    ratios = np.diff(np.log(steps[10:]))
+    assert ratios.max() < 4 * ratios.min() + 0.05
+    # fewer free steps than asked: all of them; none asked: none
+    assert dense_steps(12, 40, exclude={10}) == [s for s in range(1, 13) if s != 10]
+    assert dense_steps(628, 0) == []
+    # deterministic and a function of its arguments only
+    assert dense_steps(628, 40, {10}) == dense_steps(628, 40, {10})
+
+
+def test_dense_snapshots_change_nothing_but_add_states(tmp_path, tiny_splits):
+    """train.sharpness_snapshots saves more states under 'dense' and leaves the trained weights,
+    the metrics and the trajectory snapshots (PCA, spawning) bitwise as they were."""
+    train_run(cfg(epochs=3), *tiny_splits, tmp_path / "a", progress=False)
+    train_run(cfg(epochs=3, sharpness_snapshots=12), *tiny_splits, tmp_path / "b",
+              progress=False)
+    a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert a[:2] == b[:2]
+    pd.testing.assert_frame_equal(a[2], b[2])
+    sa, sb = load_snapshots(tmp_path / "a" / "snapshots.pt"), load_snapshots(tmp_path / "b" /
+                                                                             "snapshots.pt")
+    assert sa["step"] == sb["step"] == [0, 2, 5, 10, 20, 30]
+    assert sa["dense"]["step"] == []
+    dense = sb["dense"]["step"]
+    assert dense == dense_steps(30, 12, exclude={2, 5, 10, 20, 30})
+    assert sb["dense"]["epoch"] == [s / 10 for s in dense]
+    merged = all_snapshots(sb)
+    assert [s["step"] for s in merged] == sorted(sb["step"] + dense)
+    assert [s["trajectory"] for s in merged] == [s["step"] in sb["step"] for s in merged]
+    # a dense state is the weights at that step: the same as a run that snapshots it in epoch 1
+    train_run(cfg(epochs=1, snapshot_steps=[dense[1]]), *tiny_splits, tmp_path / "c",
+              progress=False)
+    sc = load_snapshots(tmp_path / "c" / "snapshots.pt")
+    assert tensor_digest(sc["states"][1]) == tensor_digest(sb["dense"]["states"][1])

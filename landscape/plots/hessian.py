@@ -126,9 +126,11 @@ def curvature_vs_generalisation(eigs: pd.DataFrame, trace: pd.DataFrame,
 
 
 def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
-    """λ_max at every snapshot against epoch (symlog), one panel per (optimiser, ρ, η), one line per
-    run (colour and marker by the varied hyper-parameters; solid, so that the black 2/η (dashed)
-    and (2 + 2β)/η (dotted) thresholds stand apart)."""
+    """λ_max at every snapshot against epoch (symlog, logarithmic down to the first step), one
+    panel per (optimiser, ρ, η), one line per run through every snapshot, dense ones included
+    (colour by the varied hyper-parameters; markers at the trajectory snapshots only, so that
+    40-odd points per run stay readable; solid, so that the black 2/η (dashed) and (2 + 2β)/η
+    (dotted) thresholds stand apart)."""
     df = sharp.merge(runs[["run", "status"]], on="run", how="left")
     if df.empty:
         return empty_figure("no sharpness measured (every run skipped)")
@@ -142,14 +144,20 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
         ax.axis("off")
     enc = Encoding(runs)
     info = runs.set_index("run")
+    positive = df.loc[df["epoch"] > 0, "epoch"]
+    # symlog's linear part reaches only to the first snapshot after step 0
+    linthresh = min(0.1, float(positive.min())) if len(positive) else 0.1
     for ax, ((opt, rho, lr), g) in zip(axes.flat, groups, strict=False):
         for run in enc.order(list(g["run"].unique())):
             r = g[g["run"] == run].sort_values("epoch")
             diverged = (r["status"] == "diverged").any()
             label = (f"{_label(info.loc[run])} (diverged)"
                      if diverged and run in info.index else None)
+            marks = (r["trajectory"].to_numpy(bool) if "trajectory" in r
+                     else np.ones(len(r), bool))
             ax.plot(r["epoch"], r["lambda_max"], "-", marker=enc.marker(run), ms=5,
-                    color=enc.colour(run), lw=1.3, label=label)
+                    markevery=list(np.flatnonzero(marks)), color=enc.colour(run), lw=1.3,
+                    label=label)
         ref = g.sort_values("epoch").drop_duplicates("epoch")
         ax.plot(ref["epoch"], ref["two_over_lr"], color="k", ls=(0, (5, 3)), lw=1,
                 label=f"2/η = {ref['two_over_lr'].iloc[0]:.3g}")
@@ -163,9 +171,10 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
                     f"{opt.upper()}: no threshold drawn (the ascent\nstep moves the stability "
                     "limit); 2/η for reference")
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7)
-        ax.set_xscale("symlog", linthresh=0.1, linscale=0.6)
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.4)
         log_axis(ax, "y")
-        ax.set_xlabel("epoch (symlog: linear below 0.1)")
+        ax.set_xlabel(f"epoch (symlog: linear below {linthresh:.2g}); "
+                      "markers: trajectory snapshots")
         ax.set_ylabel("λ_max")
         ax.set_title(f"{opt} ρ={rho:g} η={lr:g}" if rho else f"{opt} η={lr:g}", fontsize=10)
         ax.grid(alpha=0.3, which="both")

@@ -269,7 +269,26 @@ def finding_curvature(table: pd.DataFrame, sharpness: pd.DataFrame | None = None
                 f"{fmt((last['lambda_max'] / last['two_over_lr']).min())} to "
                 f"{fmt((last['lambda_max'] / last['two_over_lr']).max())}).",
                 {"above_two_over_lr": above, "above_eos": above_eos, "n": len(last)}))
+            out.append(_sharpness_peak(sharpness[sharpness["run"].isin(last["run"])]))
     return out
+
+
+def _sharpness_peak(sharpness: pd.DataFrame) -> Finding:
+    """The largest λ_max/(2/η) along training per run (every snapshot, dense ones included):
+    how close each run came to the edge of stability, not only where it ended."""
+    d = sharpness[sharpness["lambda_max"].notna()]
+    ratio = (d["lambda_max"] / d["two_over_lr"]).groupby(d["run"])
+    peak = ratio.max()
+    crossed = int((peak > 1).sum())
+    crossed_eos = int(((d["lambda_max"] > d["eos_threshold"]).groupby(d["run"]).any()).sum())
+    per_run = d.groupby("run").size()
+    return Finding(
+        "curvature", "edge_of_stability_peak",
+        f"Along training ({fmt(per_run.median())} snapshots per run, median) λ_max/(2/η) peaked "
+        f"at {fmt(peak.min())} to {fmt(peak.max())}; {crossed} of {len(peak)} runs crossed 2/η "
+        f"and {crossed_eos} the momentum threshold at some snapshot.",
+        {"peak_min": float(peak.min()), "peak_max": float(peak.max()), "crossed": crossed,
+         "crossed_eos": crossed_eos, "snapshots_median": float(per_run.median())})
 
 
 SAM_NAMES = {"sam": "SAM", "asam": "adaptive SAM"}

@@ -82,7 +82,9 @@ register("sharpness_trajectory", ["run", "step"], [
     Col("optimizer", "string", "sgd or adam"),
     Col("momentum", "float64", "SGD heavy-ball momentum β (NaN for adam)"),
     Col("step", "int64", "optimiser steps completed at the snapshot"),
-    Col("epoch", "float64", "epochs completed (fractional inside epoch 1)"),
+    Col("epoch", "float64", "epochs completed (fractional inside an epoch)"),
+    Col("trajectory", "bool", "one of the run's trajectory snapshots (step 0, "
+        "train.snapshot_steps, epoch ends); False: a dense one (train.sharpness_snapshots)"),
     Col("lr", "float64", "learning rate η in effect at the snapshot"),
     Col("lambda_max", "float64", "largest algebraic eigenvalue of H (Lanczos)"),
     Col("residual", "float64", "‖Hv − λv‖ of its Ritz vector"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..checkpoints import load_snapshots
+from ..checkpoints import all_snapshots, load_snapshots
 from ..data import eval_tensors
 from ..hessian.analysis import CurvatureOptions, sharpness
 from ..hessian.trajectory import stability_threshold, two_over_lr
@@ -37,15 +37,15 @@ def measure(job) -> dict:
     # A diverged run is measured too: its snapshots all precede the divergence (training stops
     # at the first non-finite loss before saving), and whether λ_max crossed the threshold
     # before it diverged is what the edge-of-stability figure is for.
-    keep = [i for i, s in enumerate(snaps["states"]) if finite_state(s)]
+    keep = [s for s in all_snapshots(snaps) if finite_state(s["state"])]
     if not keep:
         raise Skip(f"run {meta['run']} has no snapshot with finite parameters", meta["run"])
     model = build_model(cfg.model, **cfg.model_options).to(dev).eval()
     x, y, eval_set, eval_size = eval_tensors(job.inputs["data"], params["eval_split"],
                                              params["eval_size"], params["eval_seed"], dev)
-    states = [{k: v.to(dev) for k, v in snaps["states"][i].items()} for i in keep]
+    states = [{k: v.to(dev) for k, v in s["state"].items()} for s in keep]
     df = sharpness(model, states, x, y, opts, progress=job.progress)
-    epochs = [float(snaps["epoch"][i]) for i in keep]
+    epochs = [s["epoch"] for s in keep]
     lrs = [lr_at(cfg, max(math.ceil(e) - 1, 0)) for e in epochs]
     beta = cfg.momentum if cfg.optimizer in ("sgd", "sam", "asam") else math.nan
     df.insert(0, "run", meta["run"])
@@ -53,9 +53,10 @@ def measure(job) -> dict:
     df.insert(2, "eval_size", eval_size)
     df.insert(3, "optimizer", cfg.optimizer)
     df.insert(4, "momentum", beta)
-    df.insert(5, "step", [int(snaps["step"][i]) for i in keep])
+    df.insert(5, "step", [s["step"] for s in keep])
     df.insert(6, "epoch", epochs)
-    df.insert(7, "lr", lrs)
+    df.insert(7, "trajectory", [s["trajectory"] for s in keep])
+    df.insert(8, "lr", lrs)
     df["two_over_lr"] = [two_over_lr(lr) for lr in lrs]
     df["eos_threshold"] = [stability_threshold(cfg.optimizer, lr, cfg.momentum) for lr in lrs]
     job.meta = {"options": params}
