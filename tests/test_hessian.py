@@ -151,6 +151,21 @@ def test_auto_method_respects_memory_cap(problem):
     assert op.method == "rev-rev" and op.graph_mb_estimate > 0
 
 
+def test_graph_estimate_counts_each_saved_tensor_once():
+    """A tensor saved by several graph nodes is one allocation (the cache estimate decides
+    between cached and recomputed products); views of a larger tensor count their own size."""
+    from landscape.hessian.operator import saved_mb
+
+    x = torch.randn(1000, requires_grad=True)
+    w = torch.randn(1000, requires_grad=True)
+    # two products, each saving x and w: four references to two tensors of 4,000 bytes
+    assert saved_mb(lambda: (x * w).sum() + (x * w).sum(), 1, 1) == 8000 / 2**20
+    big = torch.randn(100, 10)
+    v = torch.randn(10, requires_grad=True)
+    # a 2-row slice of a 100-row tensor saved for the gradient: its own 80 bytes, × n / samples
+    assert saved_mb(lambda: (big[:2] * v).sum(), 2, 100) == 80 / 2 * 100 / 2**20
+
+
 def test_operator_errors(problem):
     model, x, y, _, _ = problem
     with pytest.raises(ValueError, match=r"Unknown HVP method 'exact'. Supported methods are"):
