@@ -147,6 +147,7 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
     positive = df.loc[df["epoch"] > 0, "epoch"]
     # symlog's linear part reaches only to the first snapshot after step 0
     linthresh = min(0.1, float(positive.min())) if len(positive) else 0.1
+    dense = "trajectory" in df and not df["trajectory"].all()
     for ax, ((opt, rho, lr), g) in zip(axes.flat, groups, strict=False):
         for run in enc.order(list(g["run"].unique())):
             r = g[g["run"] == run].sort_values("epoch")
@@ -172,9 +173,14 @@ def sharpness_trajectories(sharp: pd.DataFrame, runs: pd.DataFrame) -> plt.Figur
                     "limit); 2/η for reference")
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7)
         ax.set_xscale("symlog", linthresh=linthresh, linscale=0.4)
+        # ticks at 0 and at the decades of the logarithmic part (none inside the linear one)
+        decades = range(math.ceil(math.log10(linthresh)),
+                        math.floor(math.log10(max(float(df["epoch"].max()), linthresh))) + 1)
+        ticks = [0.0] + [10.0 ** k for k in decades]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         log_axis(ax, "y")
-        ax.set_xlabel(f"epoch (symlog: linear below {linthresh:.2g}); "
-                      "markers: trajectory snapshots")
+        ax.set_xlabel(f"epoch (symlog: linear below {linthresh:.2g})"
+                      + ("; markers: trajectory snapshots" if dense else ""))
         ax.set_ylabel("λ_max")
         ax.set_title(f"{opt} ρ={rho:g} η={lr:g}" if rho else f"{opt} η={lr:g}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
