@@ -143,21 +143,22 @@ def _benchmark_of(module: str, job: str, outputs: str) -> str | None:
         return None
 
 
-def read_accounting(bench_dir: str | Path) -> dict[str, tuple[float, float]]:
-    """Benchmark file (relative path) → (CPU-s, finish time) of the newest row of the fork
-    server's accounting (``benchmarks/forkserver.tsv``; ``landscape.forkserver``) for its job;
-    {} without one."""
+def read_accounting(bench_dir: str | Path) -> dict[str, dict[str, float]]:
+    """Benchmark file (relative path) → the newest row of the fork server's accounting
+    (``benchmarks/forkserver.tsv``; ``landscape.forkserver``) for its job, as numbers
+    (finished, cpu_s, wall_s, max_rss_mb); {} without one."""
     from .forkclient import ACCOUNTING_FILE
 
     path = Path(bench_dir) / ACCOUNTING_FILE
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, dict[str, float]] = {}
     if not path.is_file():
         return out
     with path.open() as fh:
         for row in csv.DictReader(fh, delimiter="\t"):
             rel = _benchmark_of(row["stage"].replace("-", "_"), row["job"], row["outputs"])
             if rel is not None:
-                out[rel] = (_number(row["cpu_s"]), _number(row["finished"]))
+                out[rel] = {k: _number(row.get(k)) for k in
+                            ("finished", "cpu_s", "wall_s", "max_rss_mb")}
     return out
 
 
@@ -165,6 +166,17 @@ def read_accounting(bench_dir: str | Path) -> dict[str, tuple[float, float]]:
 # this close together (each right after the job ended); a later fresh run of the job is not
 # matched to an old row
 SAME_EXECUTION_S = 60.0
+
+
+def forked_execution(accounted: Mapping[str, dict], bench_dir: str | Path,
+                     tsv: Path) -> dict[str, float] | None:
+    """The accounting row of the execution that wrote benchmark file ``tsv`` when the fork
+    server ran it (then the benchmark's ``cpu_time`` and ``max_rss`` are the thin client's,
+    and the row has the job's own), else None."""
+    acc = accounted.get(Path(tsv).relative_to(bench_dir).as_posix())
+    if acc is None or abs(acc["finished"] - Path(tsv).stat().st_mtime) > SAME_EXECUTION_S:
+        return None
+    return acc
 
 
 def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
@@ -184,10 +196,10 @@ def read_benchmarks(bench_dir: str | Path) -> pd.DataFrame:
         cpu = wall = tail = 0.0
         missing = forked = 0
         for tsv in files:
-            acc = accounted.get(tsv.relative_to(bench_dir).as_posix())
-            fork = acc is not None and abs(acc[1] - tsv.stat().st_mtime) <= SAME_EXECUTION_S
-            if fork and math.isfinite(acc[0]):
-                cpu += acc[0]
+            acc = forked_execution(accounted, bench_dir, tsv)
+            fork = acc is not None
+            if fork and math.isfinite(acc["cpu_s"]):
+                cpu += acc["cpu_s"]
                 forked += 1
             with tsv.open() as fh:
                 for row in csv.DictReader(fh, delimiter="\t"):

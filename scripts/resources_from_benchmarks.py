@@ -31,37 +31,57 @@ RULE_RE = re.compile(r"^rule\s+(\w+)\s*:", re.M)
 BENCH_RE = re.compile(r"^\s+benchmark:\s*\n\s+f?[\"']([^\"']+)[\"']", re.M)
 
 
+def _pattern(rule: str, path: str) -> tuple[str, re.Pattern, int]:
+    tail = path.split("benchmarks/", 1)[-1]
+    parts = re.split(r"\{\{?\w+\}?\}", tail)
+    regex = "[^/]+".join(re.escape(p) for p in parts)
+    return rule, re.compile(f"^{regex}$"), sum(map(len, parts))
+
+
 def rule_patterns(rules_dir: Path) -> list[tuple[str, re.Pattern, int]]:
     """(rule, regex over the path below ``benchmarks/``, literal length) for every rule with a
-    ``benchmark:``; the most literal pattern wins when several match."""
-    out = []
+    ``benchmark:`` written in a .smk file and every measurement of the stage registry (whose
+    rules measure.smk makes in a loop: ``Measurement.benchmark``); the most literal pattern
+    wins when several match."""
+    from landscape import registry
+
+    out = [_pattern(m.name, m.benchmark("")) for m in registry.measurements()]
     for smk in sorted(rules_dir.glob("*.smk")):
         text = smk.read_text()
         starts = [(m.start(), m.group(1)) for m in RULE_RE.finditer(text)] + [(len(text), "")]
         for (a, rule), (b, _) in zip(starts, starts[1:], strict=False):
             m = BENCH_RE.search(text[a:b])
-            if not m:
-                continue
-            tail = m.group(1).split("benchmarks/", 1)[-1]
-            parts = re.split(r"\{\{?\w+\}?\}", tail)
-            regex = "[^/]+".join(re.escape(p) for p in parts)
-            out.append((rule, re.compile(f"^{regex}$"), sum(map(len, parts))))
+            if m:
+                out.append(_pattern(rule, m.group(1)))
     return sorted(out, key=lambda t: -t[2])
 
 
 def read_benchmarks(dirs: list[Path], patterns) -> dict[str, list[dict]]:
+    """Rows of every benchmark file by rule. A job the fork server ran (local runs:
+    landscape/forkserver.py) has the thin client's ``max_rss`` and ``cpu_time`` in its
+    benchmark file; the server's accounting (forkserver.tsv) has the job's own, which replace
+    them (the same matching as ``landscape cost``)."""
+    from landscape.cost import forked_execution, read_accounting
+    from landscape.forkclient import ACCOUNTING_FILE
+
     by_rule: dict[str, list[dict]] = {}
     for d in dirs:
+        accounted = read_accounting(d)
         for tsv in sorted(d.rglob("*.tsv")):
             rel = tsv.relative_to(d).as_posix()
+            if rel == ACCOUNTING_FILE:
+                continue
             rule = next((r for r, rx, _ in patterns if rx.match(rel)), None)
             if rule is None:
                 print(f"# {tsv}: no rule's benchmark pattern matches; skipped", file=sys.stderr)
                 continue
+            acc = forked_execution(accounted, d, tsv)
             with tsv.open() as fh:
                 for row in csv.DictReader(fh, delimiter="\t"):
-                    by_rule.setdefault(rule, []).append(
-                        {k: _num(v) for k, v in row.items()} | {"file": str(tsv)})
+                    rec = {k: _num(v) for k, v in row.items()} | {"file": str(tsv)}
+                    if acc is not None:
+                        rec |= {"max_rss": acc["max_rss_mb"], "cpu_time": acc["cpu_s"]}
+                    by_rule.setdefault(rule, []).append(rec)
     return by_rule
 
 

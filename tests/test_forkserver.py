@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import math
 import shutil
 import signal
 import subprocess
@@ -193,6 +194,36 @@ def test_cost_model_takes_forked_jobs_cpu_from_the_accounting(tmp_path):
     assert df.loc["hessian", "tail_s"] == pytest.approx(cost.unsampled_tail(20.0))
     assert df.loc["slices", "forked"] == 1 and df.loc["slices", "cpu_s"] == pytest.approx(19.0)
     assert df.loc["slices", "tail_s"] == 0
+
+
+def test_slurm_sizes_of_forked_jobs_come_from_the_accounting(tmp_path, capsys):
+    """scripts/resources_from_benchmarks.py: a forked job's benchmark file holds the thin
+    client's memory and CPU; the accounting's own numbers size its rule instead."""
+    import importlib.util
+
+    bench = tmp_path / "benchmarks"
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for run in ("runA", "runB"):
+        (bench / "hessian").mkdir(parents=True, exist_ok=True)
+        (bench / "hessian" / f"{run}.tsv").write_text(header + "120.0\t0:02:00\t30\t40\t20\t20"
+                                                      "\t0\t0\t1\t0.2\n")
+    now = time.time()
+    with (bench / forkserver.ACCOUNTING_FILE).open("w") as fh:
+        fh.write("\t".join(forkserver.ACCOUNTING_COLUMNS) + "\n")
+        fh.write(f"{now}\thessian\trun=runA\tx/hessian/runA/e.parquet\t0\t118.0\t120.0\t2100\n")
+        # runB's row is from an older execution: its benchmark file stays as written
+        fh.write(f"{now - 3600}\thessian\trun=runB\tx/hessian/runB/e.parquet\t0\t1\t1\t9000\n")
+    spec = importlib.util.spec_from_file_location(
+        "resources_from_benchmarks", REPO / "scripts" / "resources_from_benchmarks.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = script.read_benchmarks([bench], script.rule_patterns(REPO / "workflow" / "rules"))
+    assert sorted(r["max_rss"] for r in rows["hessian"]) == [30.0, 2100.0]
+    assert sorted(r["cpu_time"] for r in rows["hessian"]) == [0.2, 118.0]
+    assert "forkserver.tsv" not in capsys.readouterr().err  # not a rule's benchmark, not noise
+    assert script.main([str(bench)]) == 0
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("hessian"))
+    assert line.split()[-3] == str(math.ceil((2100 * 1.5 + 256) / 100) * 100)
 
 
 def test_the_smoke_study_forked_every_job(smoke):

@@ -133,6 +133,12 @@ def test_smoke_outputs(smoke):
         assert (res / "figures" / fig).stat().st_size > 10_000
     for table in (res / "tables").glob("*.parquet"):
         read_table(table, table.stem if table.stem in SCHEMAS else None)
+    # train.sharpness_snapshots: 4 dense snapshots per run measured beside the trajectory's
+    sharp = read_table(res / "tables/sharpness_trajectory.parquet", "sharpness_trajectory")
+    assert (sharp[~sharp["trajectory"]].groupby("run").size() == 4).all()
+    assert sharp.groupby("run")["step"].apply(lambda s: s.is_monotonic_increasing).all()
+    findings = read_table(res / "tables/findings.parquet", "findings")
+    assert "edge_of_stability_peak" in set(findings["key"])
 
 
 def test_second_run_does_nothing(smoke):
