@@ -8,8 +8,8 @@ study (fresh processes on the cluster) must give the same rows."""
 from __future__ import annotations
 
 import csv
-import os
 import math
+import os
 import shutil
 import signal
 import subprocess
