@@ -150,17 +150,19 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     Bézier training (``connectivity.pairs.steps_per_epoch`` is its config-level twin)."""
     return math.ceil(n / batch_size)
 
+
 def dense_steps(total: int, count: int, exclude=()) -> list[int]:
     """``count`` distinct optimiser steps in [1, ``total``], none in ``exclude``, as evenly
     spaced in log(step) as whole steps allow (all of them when there are fewer): the rounded
     geometric sequence from 1 to ``total``, refined until it holds ``count`` free steps, then
     thinned evenly by index. Where the run saves its dense snapshots (``sharpness_snapshots``)."""
-    free = [s for s in range(1, total + 1) if s not in set(exclude)]
+    skip = set(exclude)
+    free = [s for s in range(1, total + 1) if s not in skip]
     if count >= len(free):
         return free
     if count <= 0:
         return []
-    skip, m = set(exclude), count
+    m = count
     while True:
         steps = sorted({int(round(t)) for t in np.geomspace(1, total, m)} - skip)
         if len(steps) >= count:
