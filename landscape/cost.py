@@ -278,19 +278,27 @@ def _bn_units(stage: str, tables: dict, names) -> list[dict]:
     return out
 
 
-def _train_units(t: dict, models: Mapping[str, str]) -> list[dict]:
-    runs, training = t["runs"], t["training"]
-    if runs is None or training is None:
-        return [_absent("train", "optimiser steps", "runs or training")]
+def train_steps(runs: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
+    """The runs table joined with each run's optimiser steps (``step``: the last epoch row's,
+    or the divergence step) and epoch evaluations (``evals``), and ``images``: the images its
+    steps passed forward and backward."""
     last = training.sort_values("epoch").groupby("run").agg(step=("step", "last"),
                                                             evals=("epoch", "size"))
     df = runs.set_index("run").join(last, how="inner").reset_index()
     steps = df.apply(lambda r: max(int(r["step"]), int(r["diverged_step"]))
                      if r["status"] == "diverged" else int(r["step"]), axis=1)
-    images = pd.Series([images_in_steps(0, s, n, b) for s, n, b in
-                        zip(steps, df["train_size"], df["batch_size"], strict=True)], df.index)
-    return (_per_run("train", "optimiser steps (training.step × batch)", df, images, models,
-                     "fwd_bwd")
+    df["images"] = [images_in_steps(0, s, n, b) for s, n, b in
+                    zip(steps, df["train_size"], df["batch_size"], strict=True)]
+    return df
+
+
+def _train_units(t: dict, models: Mapping[str, str]) -> list[dict]:
+    runs, training = t["runs"], t["training"]
+    if runs is None or training is None:
+        return [_absent("train", "optimiser steps", "runs or training")]
+    df = train_steps(runs, training)
+    return (_per_run("train", "optimiser steps (training.step × batch)", df, df["images"],
+                     models, "fwd_bwd")
             + _per_run("train", "epoch evaluations (train + test set, epoch 0 included)", df,
                        df["evals"] * (df["train_size"] + df["test_size"]), models, "forward"))
 
@@ -409,6 +417,28 @@ def _robustness_units(t: dict, models: Mapping[str, str]) -> list[dict]:
     return out + _bn_units("robustness", t, ("robustness",))
 
 
+def _bezier_units(paths: pd.DataFrame, jobs: pd.DataFrame | None,
+                  models: Mapping[str, str]) -> list[dict]:
+    """Bézier bend training: the images its steps passed forward and backward, per pair, from
+    the connectivity jobs' metadata (``connectivity_jobs``); pairs whose job did not record
+    them (tables written before it did) are not counted."""
+    pairs = paths.loc[paths["method"] == "bezier", ["pair", "run_a"]].drop_duplicates("pair")
+    known = (jobs[(jobs["method"] == "bezier") & jobs["bezier_images"].notna()]
+             if jobs is not None and len(jobs) else None)
+    out = []
+    if known is not None and len(known):
+        df = pairs.merge(known[["pair", "bezier_images"]], on="pair", how="inner")
+        out += _per_run("connectivity", "Bézier bend training (steps × batch)", df,
+                        df["bezier_images"], models, "fwd_bwd", key="run_a",
+                        note="from the jobs' metadata (bezier_images)")
+        pairs = pairs[~pairs["pair"].isin(df["pair"])]
+    if len(pairs):
+        out.append(_unit("connectivity", "Bézier bend training", "", "", math.nan,
+                         "not counted", f"{len(pairs)} pair(s) without bezier_images in their "
+                         "job's metadata (written before it was recorded)"))
+    return out
+
+
 def _connectivity_units(t: dict, models: Mapping[str, str]) -> list[dict]:
     out = []
     paths, spawn, runs = t["connectivity"], t["spawn_barriers"], t["runs"]
@@ -418,9 +448,7 @@ def _connectivity_units(t: dict, models: Mapping[str, str]) -> list[dict]:
         out += _per_run("connectivity", "path points × splits (connectivity)", paths,
                         paths["eval_size"], models, "forward", key="run_a")
         if (paths["method"] == "bezier").any():
-            out.append(_unit("connectivity", "Bézier bend training", "", "", math.nan,
-                             "not counted", "its epochs or steps (connectivity.bezier) are not "
-                             "recorded in the tables"))
+            out += _bezier_units(paths, t["connectivity_jobs"], models)
         act = paths[(paths["method"] == "activation") & (paths["split"] == "train")]
         if len(act):  # A's and B's activations on the train subset, once per pair
             act = act.drop_duplicates("pair")
@@ -465,10 +493,11 @@ def _connectivity_units(t: dict, models: Mapping[str, str]) -> list[dict]:
 
 def work_units(tables: Mapping[str, pd.DataFrame | None],
                models: Mapping[str, str]) -> pd.DataFrame:
-    """Units of work of every stage from the study tables (``TABLES``; None: missing), one row
-    per stage, item and model: ``passes`` (images through the model, of ``kind`` in ``KINDS``),
-    ``bound`` (``BOUNDS``) and a ``note``. ``models`` maps run → model key (``model_key``)."""
-    t = {n: tables.get(n) for n in TABLES}
+    """Units of work of every stage from the study tables (``TABLES``; None: missing) and
+    ``connectivity_jobs`` (the connectivity jobs' metadata), one row per stage, item and model:
+    ``passes`` (images through the model, of ``kind`` in ``KINDS``), ``bound`` (``BOUNDS``) and
+    a ``note``. ``models`` maps run → model key (``model_key``)."""
+    t = {n: tables.get(n) for n in (*TABLES, "connectivity_jobs")}
     rows = (_train_units(t, models) + _hessian_units(t, models) + _matrices_units(t, models)
             + _slices_units(t, models)
             + _connectivity_units(t, models) + _robustness_units(t, models))
@@ -641,6 +670,105 @@ def fixed_cost(data_path: str | Path | None) -> dict[str, dict[str, float]]:
     return out
 
 
+def connectivity_jobs(results_dir: str | Path) -> pd.DataFrame:
+    """One row per connectivity job and path method, from the metadata of the job's own
+    connectivity table (``results/connectivity/<pair>/connectivity.parquet``): ``pair``,
+    ``method``, ``seconds`` (wall-seconds of that method inside the job: its path built, REPAIR
+    measured or the bend trained, and its points evaluated) and, on the Bézier row,
+    ``bezier_images`` (images the bend's training steps passed; NaN where not recorded)."""
+    import re
+
+    from .registry import by_module
+
+    pattern = re.sub(r"\{[^}]+\}", "*", by_module("connectivity").output("", "connectivity"))
+    rows = []
+    for path in sorted(Path(results_dir).glob(pattern.lstrip("/"))):
+        meta = table_meta(path)
+        for method, sec in (meta.get("seconds") or {}).items():
+            rows.append({"pair": path.parent.name, "method": method, "seconds": float(sec),
+                         "bezier_images": float(meta.get("bezier_images", math.nan))
+                         if method == "bezier" else math.nan})
+    return pd.DataFrame(rows, columns=["pair", "method", "seconds", "bezier_images"])
+
+
+# ----------------------------------------------------------------------------- speed targets
+# The kernels the study's speed is judged by: FLOPs their work needs per second as a fraction of
+# the one-thread fp32 matmul peak measured by the same command, and the fraction each should
+# reach (the project's targets; small convolutions and per-point overheads make the matmul peak
+# unreachable, training at B = 128 most of all)
+RATE_TARGETS = {"slices": 0.50, "robustness": 0.50, "path evaluation": 0.50,
+                "training steps (B = 128)": 0.30, "curvature": 0.45}
+# path methods whose seconds hold only path evaluation (the matchings run before them; REPAIR
+# and the Bézier bend add work of their own)
+PATH_EVALUATION_METHODS = ("linear", "aligned", "activation")
+RATE_COLUMNS = {
+    "kernel": "what is measured (RATE_TARGETS)",
+    "scope": "the work and the seconds it is taken over",
+    "gflop": "GFLOP that work needs (matmuls and convolutions)",
+    "seconds": "seconds it took: CPU-seconds of the stage's jobs (cpu_s_used), or wall-seconds "
+               "timed inside the one-thread jobs (training loop, path methods)",
+    "gflop_per_s": "gflop / seconds",
+    "of_peak": "gflop_per_s as a fraction of the one-thread fp32 matmul peak",
+    "count": "exact, or lower bound (some work not counted: the rate is at least this)",
+    "target": "the fraction of peak the kernel should reach",
+    "met": "yes / no; – where the study has no such work",
+}
+
+
+def kernel_rates(report: pd.DataFrame, tables: Mapping[str, pd.DataFrame | None],
+                 per_image: Mapping[str, Mapping[str, float]], models: Mapping[str, str],
+                 peak: float) -> pd.DataFrame:
+    """One row per kernel of ``RATE_TARGETS`` (columns ``RATE_COLUMNS``). Slices, robustness
+    and curvature (the hessian family) are their stage's rows of ``report``; path evaluation is
+    the connectivity jobs' linear, aligned and activation paths (points × splits × images forward
+    over their seconds, ``connectivity_jobs``); training is the optimiser steps of the runs with
+    batch size 128 over their training loops' seconds (``runs.train_seconds``)."""
+    stage = report.set_index("stage")
+    rows = []
+
+    def add(kernel, scope, gflop, seconds, count="exact"):
+        rate = gflop / seconds if seconds > 0 and math.isfinite(gflop) else math.nan
+        frac = rate / (peak / 1e9)
+        target = RATE_TARGETS[kernel]
+        rows.append({"kernel": kernel, "scope": scope, "gflop": gflop, "seconds": seconds,
+                     "gflop_per_s": rate, "of_peak": frac, "count": count, "target": target,
+                     "met": "–" if not math.isfinite(frac) else "yes" if frac >= target
+                     else "no"})
+
+    for kernel, name in (("slices", "slices"), ("robustness", "robustness"),
+                         ("curvature", "hessian")):
+        r = stage.loc[name] if name in stage.index else None
+        if r is None or not r["jobs"]:
+            add(kernel, f"{name} stage: no jobs", math.nan, 0.0, "not counted")
+        else:
+            add(kernel, f"{name} stage: {int(r['jobs'])} jobs, CPU-s", float(r["gflop"]),
+                float(r["cpu_s_used"]), r["count"])
+    paths, jobs = tables.get("connectivity"), tables.get("connectivity_jobs")
+    if paths is None or jobs is None or not len(paths) or not len(jobs):
+        add("path evaluation", "no connectivity jobs", math.nan, 0.0, "not counted")
+    else:
+        sel = paths[paths["method"].isin(PATH_EVALUATION_METHODS)]
+        passes = sel.groupby(["pair", "method", "run_a"], as_index=False)["eval_size"].sum()
+        df = passes.merge(jobs[["pair", "method", "seconds"]], on=["pair", "method"])
+        flop = sum(p * per_image[models[r]]["forward"]
+                   for p, r in zip(df["eval_size"], df["run_a"], strict=True))
+        add("path evaluation", f"{len(df)} paths ({', '.join(sorted(set(df['method'])))}), "
+            "wall-s in the jobs", flop / 1e9, float(df["seconds"].sum()))
+    runs, training = tables.get("runs"), tables.get("training")
+    steps = (train_steps(runs, training) if runs is not None and training is not None
+             else pd.DataFrame(columns=["batch_size"]))
+    b128 = steps[steps["batch_size"] == 128]
+    if not len(b128):
+        add("training steps (B = 128)", "no run with batch size 128", math.nan, 0.0,
+            "not counted")
+    else:
+        flop = sum(i * per_image[models[r]]["fwd_bwd"]
+                   for i, r in zip(b128["images"], b128["run"], strict=True))
+        add("training steps (B = 128)", f"{len(b128)} runs' optimiser steps, "
+            "runs.train_seconds", flop / 1e9, float(b128["train_seconds"].sum()))
+    return pd.DataFrame(rows, columns=list(RATE_COLUMNS))
+
+
 # ----------------------------------------------------------------------------- the report
 def unit_flops(units: pd.DataFrame, per_image: Mapping[str, Mapping[str, float]]) -> pd.Series:
     """FLOPs of each unit: passes × FLOPs per image of its model and kind (NaN: not counted)."""
@@ -721,9 +849,9 @@ def _fmt(col: str, v) -> str:
         return "–"
     if col in ("jobs", "forked"):
         return f"{int(v)}"
-    if col in ("of_peak", "fixed_share"):
-        return f"{v:.1%}"
-    if col in ("cpu_s", "tail_s", "cpu_s_used", "wall_s", "gflop"):
+    if col in ("of_peak", "fixed_share", "target"):
+        return f"{v:.1%}" if col != "target" else f"≥ {v:.0%}"
+    if col in ("cpu_s", "tail_s", "cpu_s_used", "wall_s", "gflop", "seconds"):
         return f"{v:,.1f}"
     return f"{v:.2f}"
 
@@ -749,7 +877,7 @@ def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return out + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     right = [all(_numeric(r[i]) for r in rows) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
@@ -761,14 +889,21 @@ def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]
 
 def format_report(report: pd.DataFrame, units: pd.DataFrame, flops: pd.Series, peak: float,
                   per_image: Mapping[str, Mapping[str, float]], fixed: Mapping, notes: list[str],
-                  markdown: bool = False) -> str:
+                  markdown: bool = False, rates: pd.DataFrame | None = None) -> str:
     """The report as text (``markdown``: Markdown tables): the stage table, the one-line
-    summary, the units of work with their counts, FLOPs per image, the fixed costs and notes."""
+    summary, the kernels' rates against their targets (``rates``: ``kernel_rates``), the units
+    of work with their counts, FLOPs per image, the fixed costs and notes."""
     h = (lambda s: f"## {s}\n") if markdown else (lambda s: f"{s}:")
     out = [h("cost per stage") if markdown else "cost per stage"]
     out += _grid(list(REPORT_COLUMNS), [[_fmt(c, r[c]) for c in REPORT_COLUMNS]
                                         for _, r in report.iterrows()], markdown)
     out += ["", where_the_time_goes(report, peak), ""]
+    if rates is not None:
+        out.append(h("kernel rates against their targets (fraction of the one-thread matmul "
+                     "peak)"))
+        out += _grid(list(RATE_COLUMNS), [[_fmt(c, r[c]) for c in RATE_COLUMNS]
+                                          for _, r in rates.iterrows()], markdown)
+        out.append("")
     out.append(h("units of work (passes: images through the model; count: how far it is a full "
                  "count)"))
     u = _units_view(units, flops)
@@ -804,6 +939,7 @@ def cost_report(results_dir: str | Path, *, measure_fixed: bool = True,
         raise UserError(f"no tables folder {tables_dir}: give the results folder of a finished "
                         "study")
     tables = read_tables(tables_dir, TABLES)
+    tables["connectivity_jobs"] = connectivity_jobs(results_dir)
     runs = tables["runs"]
     if runs is None or runs.empty:
         raise UserError(f"{tables_dir / 'runs.parquet'} is missing or empty: the cost model "
@@ -853,5 +989,6 @@ def cost_report(results_dir: str | Path, *, measure_fixed: bool = True,
     report = report_frame(bench, units, flops, peak, fixed)
     return {"report": report, "units": units, "flops": flops, "per_image": per_image,
             "peak": peak, "fixed": fixed, "notes": notes, "summary":
-            where_the_time_goes(report, peak)}
+            where_the_time_goes(report, peak),
+            "rates": kernel_rates(report, tables, per_image, models, peak)}
 

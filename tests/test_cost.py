@@ -140,7 +140,8 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("robustness", "PAC-Bayes")["bound"] == "not counted"
     assert math.isnan(passes("robustness", "PAC-Bayes")["passes"])
     assert passes("connectivity", "path points")["passes"] == 4 * 3 * 2 * 10
-    assert passes("connectivity", "Bézier")["bound"] == "not counted"
+    bend = passes("connectivity", "Bézier")  # no job metadata: not counted
+    assert bend["bound"] == "not counted" and "1 pair(s)" in bend["note"]
     act = passes("connectivity", "activation matching")  # A and B once per pair, train subset
     assert act["passes"] == 2 * 10 and act["kind"] == "forward" and act["bound"] == "exact"
     assert passes("connectivity", "REPAIR")["bound"] == "not counted"
@@ -164,6 +165,65 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     units = cost.work_units(old, {RUN: "m"})
     dens = passes("hessian", "HVP: spectral density")
     assert dens["passes"] == (3 - 1) * 4 * 10 and dens["bound"] == "upper bound"
+
+
+def test_bezier_training_is_counted_from_the_jobs_metadata(tmp_path):
+    t = synthetic_tables(tmp_path)
+    jobs = pd.DataFrame([{"pair": f"{RUN}__x", "method": "bezier", "seconds": 2.0,
+                          "bezier_images": 300.0},
+                         {"pair": f"{RUN}__x", "method": "linear", "seconds": 1.0,
+                          "bezier_images": math.nan}])
+    units = cost.work_units({**t, "connectivity_jobs": jobs}, {RUN: "m"})
+    bend = units[units["item"].str.startswith("Bézier")]
+    assert len(bend) == 1 and bend.iloc[0]["passes"] == 300
+    assert bend.iloc[0]["kind"] == "fwd_bwd" and bend.iloc[0]["bound"] == "exact"
+
+
+def test_kernel_rates_against_their_targets(tmp_path):
+    """Each kernel's rate by hand: stage rows for slices, robustness and curvature; the linear
+    and activation paths over their seconds (not REPAIR's or the Bézier curve's); the B = 128
+    runs' steps over their training seconds; no such work: no verdict."""
+    t = synthetic_tables(tmp_path)
+    per_image = {"m": {"forward": 1e9, "fwd_bwd": 3e9, "hvp": 6e9, "hvp_build": 3e9}}
+    report = pd.DataFrame([
+        {"stage": "slices", "jobs": 2, "gflop": 600.0, "cpu_s_used": 10.0, "count": "exact"},
+        {"stage": "robustness", "jobs": 1, "gflop": 100.0, "cpu_s_used": 10.0,
+         "count": "lower bound"},
+        {"stage": "hessian", "jobs": 0, "gflop": math.nan, "cpu_s_used": 0.0,
+         "count": "not counted"}])
+    jobs = pd.DataFrame([{"pair": f"{RUN}__x", "method": m, "seconds": s,
+                          "bezier_images": math.nan}
+                         for m, s in (("linear", 1.0), ("activation", 2.0), ("repair", 50.0),
+                                      ("bezier", 50.0))])
+    runs = t["runs"].assign(batch_size=128, train_seconds=4.0)  # 100 images: 1 step an epoch
+    training = t["training"].assign(step=t["training"]["epoch"])
+    rates = cost.kernel_rates(report, {**t, "runs": runs, "training": training,
+                                       "connectivity_jobs": jobs},
+                              per_image, {RUN: "m"}, 100e9).set_index("kernel")
+    assert list(rates.columns) == list(cost.RATE_COLUMNS)[1:]
+    assert set(rates.index) == set(cost.RATE_TARGETS)
+    assert rates.loc["slices", "of_peak"] == pytest.approx(0.6)
+    assert rates.loc["slices", "met"] == "yes"
+    assert rates.loc["robustness", "of_peak"] == pytest.approx(0.1)
+    assert rates.loc["robustness", "met"] == "no"
+    assert rates.loc["robustness", "count"] == "lower bound"
+    assert rates.loc["curvature", "met"] == "–"  # no jobs: no verdict
+    path = rates.loc["path evaluation"]  # 2 paths × 3 points × 2 splits × 10 images, 3 s
+    assert path["gflop"] == pytest.approx(2 * 3 * 2 * 10 * 1.0)
+    assert path["seconds"] == pytest.approx(3.0)
+    assert path["of_peak"] == pytest.approx(40 / 100)
+    train = rates.loc["training steps (B = 128)"]  # 2 epochs of 100 images forward + backward
+    assert train["gflop"] == pytest.approx(200 * 3.0) and train["seconds"] == 4.0
+    assert train["of_peak"] == pytest.approx(150 / 100) and train["met"] == "yes"
+    other = cost.kernel_rates(report, t, per_image, {RUN: "m"}, 100e9).set_index("kernel")
+    assert other.loc["training steps (B = 128)", "met"] == "–"  # the run has B = 32
+    assert other.loc["path evaluation", "met"] == "–"  # no job metadata
+    bench = pd.DataFrame([{"stage": s, "jobs": 1, "cpu_s": 1.0, "tail_s": 0.0, "wall_s": 1.0,
+                           "cpu_missing": 0} for s in cost.STAGES])
+    units, flops = pd.DataFrame(columns=cost.UNIT_COLUMNS), pd.Series(dtype=float)
+    text = cost.format_report(cost.report_frame(bench, units, flops, 100e9, {}), units, flops,
+                              100e9, {}, {}, [], rates=rates.reset_index())
+    assert "kernel rates against their targets" in text and "≥ 45%" in text
 
 
 def test_flops_per_image_of_a_linear_layer_match_the_hand_count():
@@ -216,3 +276,24 @@ def test_report_has_the_documented_columns_and_rates():
     for col in cost.REPORT_COLUMNS:
         assert col in text and col in md
     assert "| stage | jobs |" in md and "- a note" in text
+
+
+def test_cost_report_of_the_smoke_study(smoke):
+    """End to end on real tables: the connectivity job records its Bézier training, so the bend
+    is counted exactly, and every kernel with work in the study gets a rate and a verdict."""
+    res = smoke / "results" / "smoke"
+    jobs = cost.connectivity_jobs(res)
+    assert set(jobs["method"]) == {"linear", "aligned", "activation", "repair", "bezier"}
+    bend = jobs[jobs["method"] == "bezier"]
+    # tests/smoke.yaml: 10 steps of batch 128 (config.yaml's) over the 1,000 training images:
+    # one epoch of 8 steps (the last one 104 images), then 2 more
+    assert len(bend) == 1 and bend.iloc[0]["bezier_images"] == 1000 + 2 * 128
+    out = cost.cost_report(res, measure_fixed=False, peak_repeats=1)
+    units = out["units"]
+    b = units[units["item"].str.startswith("Bézier")]
+    assert list(b["bound"]) == ["exact"] and b.iloc[0]["passes"] == bend.iloc[0]["bezier_images"]
+    rates = out["rates"].set_index("kernel")
+    assert set(rates.index) == set(cost.RATE_TARGETS)
+    for kernel in ("slices", "robustness", "curvature", "path evaluation"):
+        assert rates.loc[kernel, "gflop_per_s"] > 0 and rates.loc[kernel, "met"] in ("yes", "no")
+    assert rates.loc["training steps (B = 128)", "met"] == "–"  # the smoke runs have B = 64

@@ -19,10 +19,11 @@ from ..connectivity.paths import (
     train_bezier,
 )
 from ..connectivity.repair import Repair
+from ..cost import images_in_steps
 from ..errors import UserError
 from ..models import build_model
 from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
-from ..train import set_deterministic
+from ..train import set_deterministic, steps_per_epoch
 from ._common import skip_reason
 from ._connectivity import eval_sets, t_grid, with_eval_columns
 from ._runner import Skip
@@ -118,7 +119,7 @@ def measure(job) -> dict[str, pd.DataFrame]:
                                             "n_permuted", "n_units", "objective",
                                             "distance_before", "distance_after", "seconds"])
 
-    frames, barriers, seconds = [], [], {}
+    frames, barriers, seconds, bezier_images = [], [], {}, None
     for method in methods:
         t0 = time.perf_counter()
         repair = None
@@ -138,6 +139,11 @@ def measure(job) -> dict[str, pd.DataFrame]:
             if dev.type == "cuda":  # CPU kernels are deterministic; the switch costs seconds
                 set_deterministic(dev)
             x, y = train.tensors(dev)
+            n_bend = int(x.shape[0])
+            bezier_images = images_in_steps(  # the cost model counts the bend's training
+                0, bz["steps"] if bz["steps"] is not None
+                else bz["epochs"] * steps_per_epoch(n_bend, bz["batch_size"]),
+                n_bend, bz["batch_size"])
             bend = train_bezier(model, state_a, state_end, x, y, epochs=None if bz["steps"]
                                 is not None else bz["epochs"], steps=bz["steps"], lr=bz["lr"],
                                 momentum=bz["momentum"], weight_decay=bz["weight_decay"],
@@ -156,6 +162,8 @@ def measure(job) -> dict[str, pd.DataFrame]:
               f"{b.loc['test', 'error_barrier']:.4f} ({seconds[method]:.1f} s)")
 
     meta = {"seconds": seconds, "points": len(ts), "device": str(dev)}
+    if bezier_images is not None:
+        meta["bezier_images"] = bezier_images
     job.table_meta = {"connectivity": meta, "barriers": meta}
     print(f"{pair}: {len(cfg['methods'])} paths × {len(ts)} points on "
           f"{sets.sizes['train']} + {sets.sizes['test']} images; stage total "
