@@ -404,16 +404,26 @@ def _robustness_units(t: dict, models: Mapping[str, str]) -> list[dict]:
         out += _per_run("robustness", "ascent gradient passes (ε-sharpness + adaptive worst)",
                         flat, 2 * flat["ascent_steps"] * flat["eval_size"], models, "fwd_bwd",
                         note="two projected ascents per run, ascent_steps gradients each")
-        out += _per_run("robustness", "ascent evaluations (base + last iterate, 2 ascents)",
-                        flat, 2 * 2 * flat["eval_size"], models, "forward", "lower bound",
-                        "a third evaluation, when the best iterate is an inner one, is not "
-                        "recorded")
+        if "ascent_evaluations" in flat:  # recorded by the robustness stage
+            out += _per_run("robustness", "ascent evaluations (flatness.ascent_evaluations)",
+                            flat, flat["ascent_evaluations"] * flat["eval_size"], models,
+                            "forward")
+        else:  # tables from before the column existed
+            out += _per_run("robustness", "ascent evaluations (base + last iterate, 2 ascents)",
+                            flat, 2 * 2 * flat["eval_size"], models, "forward", "lower bound",
+                            "a third evaluation, when the best iterate is an inner one, is not "
+                            "recorded")
         out += _per_run("robustness", "average-case draws (+ base loss)", flat,
                         (flat["average_draws"] + 1) * flat["eval_size"], models, "forward")
-        out.append(_unit("robustness", "PAC-Bayes bisections (2 searches per run)", "", "",
-                         math.nan, "not counted",
-                         "bisection steps are not recorded (pacbayes_draws evaluations of "
-                         "pacbayes_eval_size images per step)"))
+        if "pacbayes_evaluations" in flat:
+            out += _per_run("robustness", "PAC-Bayes searches (isotropic + magnitude-aware)",
+                            flat, (flat["pacbayes_evaluations"] + flat["pacbayes_mag_evaluations"])
+                            * flat["pacbayes_eval_size"], models, "forward")
+        else:
+            out.append(_unit("robustness", "PAC-Bayes bisections (2 searches per run)", "", "",
+                             math.nan, "not counted",
+                             "bisection steps are not recorded (pacbayes_draws evaluations of "
+                             "pacbayes_eval_size images per step)"))
     return out + _bn_units("robustness", t, ("robustness",))
 
 

@@ -99,7 +99,9 @@ def synthetic_tables(tmp_path) -> dict:
             {"run": RUN, "mode": "absolute", "sigma": s, "draw": d, "split": sp, "eval_size": 10}
             for s in (0.0, 0.1) for d in (0, 1) for sp in ("train", "test")]),
         "flatness": frame("flatness", [{"run": RUN, "eval_size": 10, "ascent_steps": 3,
-                                        "average_draws": 4}]),
+                                        "average_draws": 4, "ascent_evaluations": 5,
+                                        "pacbayes_eval_size": 20, "pacbayes_evaluations": 11,
+                                        "pacbayes_mag_evaluations": 16}]),
         "spawn_barriers": frame("spawn_barriers", [
             {"run": RUN, "spawn_step": 4, "steps_a": 4, "steps_b": 4, "split": sp,
              "eval_size": 10} for sp in ("train", "test")]),
@@ -135,10 +137,11 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("hessian", "HVP graph builds")["passes"] == 2 * 10  # main set + subset 1
     assert passes("robustness", "weight-noise")["passes"] == 6 * 10  # σ = 0 once
     assert passes("robustness", "ascent gradient")["passes"] == 2 * 3 * 10
-    assert passes("robustness", "ascent evaluations")["bound"] == "lower bound"
+    asc = passes("robustness", "ascent evaluations")  # recorded: base, last, inner best
+    assert asc["passes"] == 5 * 10 and asc["bound"] == "exact"
     assert passes("robustness", "average-case")["passes"] == 5 * 10
-    assert passes("robustness", "PAC-Bayes")["bound"] == "not counted"
-    assert math.isnan(passes("robustness", "PAC-Bayes")["passes"])
+    pac = passes("robustness", "PAC-Bayes")  # both searches' evaluations of 20 images
+    assert pac["passes"] == (11 + 16) * 20 and pac["bound"] == "exact"
     assert passes("connectivity", "path points")["passes"] == 4 * 3 * 2 * 10
     bend = passes("connectivity", "Bézier")  # no job metadata: not counted
     assert bend["bound"] == "not counted" and "1 pair(s)" in bend["note"]
@@ -150,16 +153,24 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("slices", "points (slice_1d)")["bound"] == "not counted"
     status = {s: cost.count_status(units.loc[units["stage"] == s, "bound"])
               for s in cost.STAGES}
-    # hessian: trace and sharpness tables missing (not counted)
+    # hessian: trace and sharpness tables missing (not counted); robustness: every item recorded
     assert status == {"train": "exact", "hessian": "lower bound", "matrices": "lower bound",
                       "slices": "lower bound", "connectivity": "lower bound",
-                      "robustness": "lower bound"}
+                      "robustness": "exact"}
     h = passes("matrices", "HVP: Hessian")
     assert h["passes"] == 30 * 10 and h["kind"] == "hvp" and h["bound"] == "exact"
     g = passes("matrices", "Gauss–Newton")
     assert g["passes"] == 30 * 10 and g["bound"] == "lower bound"
     assert cost.count_status(cost.work_units({**t, "curvature_matrices": None}, {RUN: "m"})
                              .query("stage == 'matrices'")["bound"]) == "lower bound"
+    # a flatness table from before the evaluations were recorded: a lower bound
+    old = {**t, "flatness": t["flatness"].drop(columns=["ascent_evaluations",
+                                                        "pacbayes_evaluations",
+                                                        "pacbayes_mag_evaluations"])}
+    units = cost.work_units(old, {RUN: "m"})
+    assert passes("robustness", "ascent evaluations")["bound"] == "lower bound"
+    assert passes("robustness", "PAC-Bayes")["bound"] == "not counted"
+    assert math.isnan(passes("robustness", "PAC-Bayes")["passes"])
     # a density table from before n_hvp was recorded: an upper bound from its settings
     old = {**t, "hessian_density": t["hessian_density"].drop(columns="n_hvp")}
     units = cost.work_units(old, {RUN: "m"})

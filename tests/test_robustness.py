@@ -267,6 +267,34 @@ def test_projected_ascent_never_leaves_its_box(cnn, data):
         box_ascent(cnn, x, y, [-h for h in half], steps=1)
 
 
+def test_evaluation_counts_are_the_passes_made(cnn, data):
+    """The evaluation counts the cost model reads (flatness.ascent_evaluations and
+    pacbayes_*evaluations) equal the passes made: inference-mode forward calls over the set, in
+    batches; the ascent's gradient passes are the other calls."""
+    x, y = data["train"]
+    x, y = x[:48], y[:48]  # 3 batches of 16
+    calls: list[bool] = []
+    hook = cnn.register_forward_hook(
+        lambda m, i, o: calls.append(torch.is_inference_mode_enabled()))
+    try:
+        seen = set()
+        # a zero box from a random start (δ_0 = 0 there too) re-evaluates its best iterate
+        for random_start, eps in ((False, 1e-2), (True, 1e-2), (False, 0.0), (True, 0.0)):
+            calls.clear()
+            r = box_ascent(cnn, x, y, epsilon_box(parameters(cnn), eps), steps=3,
+                           random_start=random_start, seed=1, batch_size=16)
+            assert sum(calls) == 3 * r["evaluations"]
+            assert len(calls) - sum(calls) == 3 * r["grad_evals"]
+            seen.add(r["evaluations"])
+        assert seen == {2, 3}  # the best iterate was the last one, and an inner one
+        calls.clear()
+        with PointEvaluator(cnn, {"train": (x, y), "test": (x, y)}, 16) as ev:
+            pb = pacbayes_flatness(ev, "train", draws=2, max_iter=4)
+        assert len(calls) == sum(calls) == 3 * (1 + 2 * pb["evaluations"])  # train split only
+    finally:
+        hook.remove()
+
+
 def test_sharpness_of_a_batchnorm_model_uses_and_keeps_its_statistics(data):
     torch.manual_seed(1)
     model = build_model("cnn_bn", width=4, hidden=8).eval()

@@ -82,6 +82,11 @@ def test_stage_writes_both_tables(trained):
     assert r["pacbayes_sigma"] > 0 and r["pacbayes_flatness"] == pytest.approx(
         1 / r["pacbayes_sigma"] ** 2)
     assert r["pacbayes_mag_sigma"] > 0
+    # passes the cost model counts: 2-3 evaluations per ascent; per PAC-Bayes search the clean
+    # accuracy and 2 draws per σ tried (σ = hi, then at most max_iter = 4 mid-points)
+    assert 4 <= r["ascent_evaluations"] <= 6
+    for col in ("pacbayes_evaluations", "pacbayes_mag_evaluations"):
+        assert r[col] in {1 + 2 * k for k in range(1, 6)}, (col, r[col])
     assert r["weight_norm"] > 0 and r["dist_init"] > 0
     assert r["n_params"] == 20 + 76 + 196 * 8 + 8 + 90
     # the stored options are the schema-completed section
@@ -179,11 +184,13 @@ def synthetic_tables(folder):
                      "base_loss": 0.3, "epsilon": 1e-3, "eps_sharpness": eps[i], "rho": 0.01,
                      "adaptive_worst": 0.1 * (i + 1), "adaptive_average": 0.01,
                      "adaptive_average_se": 0.001, "ascent_steps": 2, "ascent_inside_box": True,
-                     "average_draws": 2, "pacbayes_eval_set": "train[64,seed=0]",
+                     "ascent_evaluations": 4, "average_draws": 2,
+                     "pacbayes_eval_set": "train[64,seed=0]",
                      "pacbayes_eval_size": 64, "deviation": 0.1, "pacbayes_draws": 2,
                      "pacbayes_sigma": 0.1, "pacbayes_flatness": 100.0 + i,
                      "pacbayes_converged": True, "pacbayes_mag_sigma": 0.3,
                      "pacbayes_mag_flatness": 11.0, "pacbayes_mag_converged": True,
+                     "pacbayes_evaluations": 9, "pacbayes_mag_evaluations": 9,
                      "weight_norm": 10.0 - i, "dist_init": 5.0, "n_params": 10,
                      "bn_recomputed": False, "seconds": 1.0})
         # test accuracy 0.9 at σ = 0; at σ = 0.1 and 0.2 it brackets the half-way level 0.5,

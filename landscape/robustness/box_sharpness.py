@@ -92,6 +92,8 @@ def box_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     (max_loss − base_loss ≥ 0), ``best_step`` (index of the best iterate, 0 = δ_0,
     ``steps`` = the last), ``history`` (loss of every iterate, length steps + 1; from the
     gradient passes, the last from ``evaluate``), ``steps``, ``step_size``, ``grad_evals``,
+    ``evaluations`` (passes of ``evaluate`` over the set: the base, the last iterate and,
+    unless the best iterate is the last one or δ = 0, that iterate again; 2 or 3),
     ``inside_box`` (every entry of every iterate satisfied |δ_i| ≤ b_i), ``max_violation``
     (max over iterates and entries of |δ_i| − b_i; ≤ 0 inside), ``delta_fill`` (max |δ_i|/b_i
     of the best iterate over entries with b_i > 0) and, with ``return_delta``, ``delta`` (the
@@ -142,18 +144,20 @@ def box_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                         d.add_(step_size * bi * torch.sign(gi))
                         torch.minimum(d, bi, out=d)
                         torch.maximum(d, -bi, out=d)
+        evaluations = 2  # the base and the last iterate
         if best_step == steps:  # the last iterate: its loss already came from ev.at
             max_loss = history[-1]
         elif best_step == 0 and not random_start:  # δ = 0
             max_loss = base_loss
         else:
             max_loss = ev.at(terms=[(best, 1.0)])["loss"][0]
+            evaluations += 1
         fill = max((float((d.abs() / bi)[bi > 0].max()) for d, bi in zip(best, b, strict=True)
                     if bool((bi > 0).any())), default=0.0)
         out = {"base_loss": base_loss, "max_loss": max(max_loss, base_loss),
                "increase": max(max_loss, base_loss) - base_loss, "best_step": best_step,
                "history": history, "steps": steps, "step_size": float(step_size),
-               "grad_evals": steps, "inside_box": violation <= 0.0,
+               "grad_evals": steps, "evaluations": evaluations, "inside_box": violation <= 0.0,
                "max_violation": violation, "delta_fill": fill}
         if return_delta:
             out["delta"] = [d.detach().clone() for d in best]

@@ -47,6 +47,9 @@ register("flatness", ["run"], [
     Col("adaptive_average_se", "float64", "standard error of adaptive_average over its draws"),
     Col("ascent_steps", "int64", "gradient steps of each projected ascent"),
     Col("ascent_inside_box", "bool", "every ascent iterate stayed inside its box"),
+    Col("ascent_evaluations", "int64", "loss evaluations over the set in the two ascents "
+        "(base, last iterate, and the best iterate unless it is the last or δ = 0: 2-3 each), "
+        "besides their gradient passes"),
     Col("average_draws", "int64", "random δ behind adaptive_average"),
     Col("pacbayes_eval_set", "string", "training subset the PAC-Bayes accuracy is measured on"),
     Col("pacbayes_eval_size", "int64", "its number of samples"),
@@ -62,6 +65,9 @@ register("flatness", ["run"], [
         "ε'²), ε' = 1e-3 (a fraction of each weight's magnitude)"),
     Col("pacbayes_mag_flatness", "float64", "1/σ² of pacbayes_mag_sigma (larger: sharper)"),
     Col("pacbayes_mag_converged", "bool", "as pacbayes_converged, magnitude-aware search"),
+    Col("pacbayes_evaluations", "int64", "accuracy evaluations over the PAC-Bayes subset in the "
+        "isotropic search: the clean one plus pacbayes_draws per σ tried"),
+    Col("pacbayes_mag_evaluations", "int64", "as pacbayes_evaluations, magnitude-aware search"),
     Col("weight_norm", "float64", "‖θ‖₂ over every trainable entry (Frobenius norm of all "
         "weights and biases)"),
     Col("dist_init", "float64", "‖θ − θ₀‖₂: distance from the initialisation (snapshot at "

@@ -114,6 +114,7 @@ def measure(job) -> dict[str, pd.DataFrame]:
         "adaptive_average": average["value"], "adaptive_average_se": average["se"],
         "ascent_steps": sh["steps"],
         "ascent_inside_box": bool(eps["inside_box"] and worst["inside_box"]),
+        "ascent_evaluations": eps["evaluations"] + worst["evaluations"],
         "average_draws": sh["average_draws"],
         "pacbayes_eval_set": tr_name, "pacbayes_eval_size": len(tr),
         "deviation": pb["deviation"], "pacbayes_draws": pb["draws"],
@@ -121,6 +122,8 @@ def measure(job) -> dict[str, pd.DataFrame]:
         "pacbayes_converged": bool(pac[False]["bracketed"] and pac[False]["converged"]),
         "pacbayes_mag_sigma": pac[True]["sigma"], "pacbayes_mag_flatness": pac[True]["flatness"],
         "pacbayes_mag_converged": bool(pac[True]["bracketed"] and pac[True]["converged"]),
+        "pacbayes_evaluations": 1 + pb["draws"] * pac[False]["evaluations"],
+        "pacbayes_mag_evaluations": 1 + pb["draws"] * pac[True]["evaluations"],
         "weight_norm": norm(theta), "dist_init": norm(sub(theta, theta0)),
         "n_params": count_parameters(model), "bn_recomputed": recompute, "seconds": seconds,
     }
