@@ -43,6 +43,7 @@ import pandas as pd
 from .errors import UserError
 from .schemas import connectivity as _connectivity  # noqa: F401  tables read here
 from .schemas import hessian as _hessian  # noqa: F401
+from .schemas import matrices as _matrices  # noqa: F401
 from .schemas import robustness as _robustness  # noqa: F401
 from .schemas import slices as _slices  # noqa: F401
 from .schemas import training as _training  # noqa: F401
@@ -62,7 +63,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "robustness": ("robustness", "generalisation"),
 }
 KINDS = {"forward": "forward", "fwd_bwd": "forward+backward", "hvp": "HVP",
-         "hvp_build": "HVP graph build"}
+         "hvp_build": "HVP graph build", "gn": "G/F product", "gn_build": "G/F graph build"}
 BOUNDS = ("exact", "lower bound", "upper bound", "not counted")
 UNIT_COLUMNS = ["stage", "item", "model", "kind", "passes", "bound", "note"]
 REPORT_COLUMNS = {
@@ -243,8 +244,9 @@ def read_tables(tables_dir: str | Path, names) -> dict[str, pd.DataFrame | None]
 
 
 TABLES = ("runs", "training", "hessian_eigs", "hessian_trace", "hessian_density",
-          "curvature_repeats", "sharpness_trajectory", "curvature_matrices", "slice_1d", "slice_2d",
-          "trajectory_projection", "robustness", "flatness", "connectivity", "spawn_barriers")
+          "curvature_repeats", "sharpness_trajectory", "curvature_matrices", "layer_curvature",
+          "slice_1d", "slice_2d", "trajectory_projection", "robustness", "flatness",
+          "connectivity", "spawn_barriers")
 
 
 def _unit(stage, item, model, kind, passes, bound="exact", note="") -> dict:
@@ -373,18 +375,32 @@ def _slices_units(t: dict, models: Mapping[str, str]) -> list[dict]:
 
 
 def _matrices_units(t: dict, models: Mapping[str, str]) -> list[dict]:
-    cm = t["curvature_matrices"]
+    cm, layers = t["curvature_matrices"], t["layer_curvature"]
     if cm is None:  # or the stage is off (hessian.matrices.names: [])
         return [_absent("matrices", "products of H, G and F", "curvature_matrices")]
     out = []
+    if layers is not None and len(layers):  # the layer blocks' Lanczos products, per matrix
+        extra = layers.groupby(["run", "matrix"], as_index=False)["n_mv"].sum()
+        cm = cm.merge(extra.rename(columns={"n_mv": "layer_mv"}), on=["run", "matrix"],
+                      how="left")
+    else:
+        cm = cm.assign(layer_mv=0)
+    cm = cm.assign(layer_mv=cm["layer_mv"].fillna(0))
     h, other = cm[cm["matrix"] == "hessian"], cm[cm["matrix"] != "hessian"]
+    note = "n_mv + the layer blocks' products (layer_curvature.n_mv)"
     if len(h):
         out += _per_run("matrices", "HVP: Hessian (curvature_matrices)", h,
-                        h["n_mv"] * h["eval_size"], models, "hvp")
+                        (h["n_mv"] + h["layer_mv"]) * h["eval_size"], models, "hvp", note=note)
+        out += _per_run("matrices", "HVP graph builds (one per run)", h, h["eval_size"],
+                        models, "hvp_build")
     if len(other):
         out += _per_run("matrices", "Gauss–Newton/Fisher products (curvature_matrices)", other,
-                        other["n_mv"] * other["eval_size"], models, "fwd_bwd", "lower bound",
-                        "a jvp and a vjp per product: at least a forward and a backward pass")
+                        (other["n_mv"] + other["layer_mv"]) * other["eval_size"], models, "gn",
+                        note=note)
+        out += _per_run("matrices", "Gauss–Newton/Fisher map builds (one per run and matrix)",
+                        other, other["eval_size"], models, "gn_build")
+    if layers is None:
+        out.append(_absent("matrices", "layer blocks' products", "layer_curvature"))
     return out
 
 
@@ -553,16 +569,19 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def model_flops(model: nn.Module, input_shape=(1, 28, 28), classes: int = 10, n: int = 8,
-                hvp_method: str = "cached") -> dict[str, float]:
+                hvp_method: str = "cached", gn_cached: bool = True) -> dict[str, float]:
     """FLOPs per image of one unit of each kind in ``KINDS`` on ``model``, counted on ``n``
     random images: ``forward`` (eval mode, no graph), ``fwd_bwd`` (mean cross-entropy and its
     gradient to the parameters), ``hvp`` (one Hessian-vector product of
     ``landscape.hessian.HessianOperator`` with ``hvp_method``; for ``cached``, a product through
-    the kept graph) and ``hvp_build`` (``cached``: building that graph, once per operator; else 0).
+    the kept graph), ``hvp_build`` (``cached``: building that graph, once per operator; else 0),
+    and ``gn``/``gn_build`` the same for a Gauss–Newton (or empirical Fisher: the same matmuls)
+    product of ``landscape.hessian.GaussNewtonOperator`` with its maps cached or not.
     """
     import torch
     from torch.nn import functional as F
 
+    from .hessian.gauss_newton import GaussNewtonOperator
     from .hessian.operator import HessianOperator
 
     gen = torch.Generator().manual_seed(0)
@@ -579,14 +598,18 @@ def model_flops(model: nn.Module, input_shape=(1, 28, 28), classes: int = 10, n:
 
     model.train()
     fwd_bwd = count_flops(step)
-    op = HessianOperator(model, x, y, batch_size=None, method=hvp_method)  # puts it in eval
-    v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
-    first = count_flops(lambda: op.matvec(v))
-    second = count_flops(lambda: op.matvec(v))
-    op.release()
+    out = {"forward": forward / n, "fwd_bwd": fwd_bwd / n}
+    operators = (("hvp", HessianOperator(model, x, y, batch_size=None, method=hvp_method)),
+                 ("gn", GaussNewtonOperator(model, x, y, "ggn", batch_size=None,
+                                            max_cache_mb=math.inf if gn_cached else 0.0)))
+    for kind, op in operators:  # each puts the model in eval mode
+        v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+        first = count_flops(lambda op=op, v=v: op.matvec(v))
+        second = count_flops(lambda op=op, v=v: op.matvec(v))
+        op.release()
+        out[kind], out[f"{kind}_build"] = second / n, (first - second) / n
     model.train(was_training)
-    return {"forward": forward / n, "fwd_bwd": fwd_bwd / n, "hvp": second / n,
-            "hvp_build": (first - second) / n}
+    return out
 
 
 def hvp_method_for(model: nn.Module, eval_size: int, options: Mapping,
@@ -604,6 +627,20 @@ def hvp_method_for(model: nn.Module, eval_size: int, options: Mapping,
     op = HessianOperator(model, x, y, batch_size=options["batch_size"], method="auto",
                          max_cache_mb=options["max_cache_mb"])
     return op.method
+
+
+def gn_cached_for(model: nn.Module, eval_size: int, options: Mapping,
+                  input_shape=(1, 28, 28)) -> bool:
+    """Whether the curvature_matrices stage cached its Gauss–Newton/Fisher maps for
+    ``eval_size`` images (the operator's graph-size estimate against ``max_cache_mb``)."""
+    import torch
+
+    from .hessian.gauss_newton import GaussNewtonOperator
+
+    x = torch.zeros((int(eval_size), *input_shape))
+    y = torch.zeros(int(eval_size), dtype=torch.int64)
+    return GaussNewtonOperator(model, x, y, "ggn", batch_size=options["batch_size"],
+                               max_cache_mb=options["max_cache_mb"]).cached
 
 
 def hessian_options(results_dir: str | Path) -> tuple[dict, str]:
@@ -960,12 +997,13 @@ def cost_report(results_dir: str | Path, *, measure_fixed: bool = True,
     hopts, hsource = hessian_options(results_dir)
     hvp_size = int(tables["hessian_eigs"]["eval_size"].max()) if tables["hessian_eigs"] is not \
         None and len(tables["hessian_eigs"]) else int(hopts["eval_size"])
-    per_image, methods = {}, {}
+    per_image, methods, gn_cached = {}, {}, {}
     for key, (name, options) in specs.items():
         torch.manual_seed(0)
         model = build_model(name, **options)
         methods[key] = hvp_method_for(model, hvp_size, hopts)
-        per_image[key] = model_flops(model, hvp_method=methods[key])
+        gn_cached[key] = gn_cached_for(model, hvp_size, hopts)
+        per_image[key] = model_flops(model, hvp_method=methods[key], gn_cached=gn_cached[key])
     flops = unit_flops(units, {**per_image, "": dict.fromkeys(KINDS, math.nan)})
     peak = matmul_peak(repeats=peak_repeats)
     data = results_dir / "data" / "fashion_mnist.pt"
@@ -980,6 +1018,8 @@ def cost_report(results_dir: str | Path, *, measure_fixed: bool = True,
         "are of matmul and convolution work only",
         f"models from {source}; HVP method "
         + ", ".join(f"{k}: {m}" for k, m in methods.items())
+        + "; Gauss–Newton/Fisher maps " + ", ".join(
+            f"{k}: {'cached' if c else 'recomputed'}" for k, c in gn_cached.items())
         + f" (hvp_method {hopts['hvp_method']!r}, batch {hopts['batch_size']}, max_cache_mb "
           f"{hopts['max_cache_mb']}, from {hsource}; evaluation set {hvp_size} images)",
         f"peak: fp32 2048×2048 matmul on one thread, fastest of {peak_repeats}: "

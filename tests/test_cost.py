@@ -95,6 +95,9 @@ def synthetic_tables(tmp_path) -> dict:
              "eval_size": 10} for i in range(2)]),
         "curvature_matrices": frame("curvature_matrices", [
             {"run": RUN, "matrix": m, "n_mv": 30, "eval_size": 10} for m in ("hessian", "ggn")]),
+        "layer_curvature": frame("layer_curvature", [
+            {"run": RUN, "matrix": m, "layer": layer, "n_mv": 4}
+            for m in ("hessian", "ggn") for layer in ("conv1", "fc1")]),
         "robustness": frame("robustness", [
             {"run": RUN, "mode": "absolute", "sigma": s, "draw": d, "split": sp, "eval_size": 10}
             for s in (0.0, 0.1) for d in (0, 1) for sp in ("train", "test")]),
@@ -153,14 +156,21 @@ def test_units_of_work_from_synthetic_tables(tmp_path):
     assert passes("slices", "points (slice_1d)")["bound"] == "not counted"
     status = {s: cost.count_status(units.loc[units["stage"] == s, "bound"])
               for s in cost.STAGES}
-    # hessian: trace and sharpness tables missing (not counted); robustness: every item recorded
-    assert status == {"train": "exact", "hessian": "lower bound", "matrices": "lower bound",
+    # hessian: trace and sharpness tables missing (not counted); robustness and matrices:
+    # every item recorded
+    assert status == {"train": "exact", "hessian": "lower bound", "matrices": "exact",
                       "slices": "lower bound", "connectivity": "lower bound",
                       "robustness": "exact"}
-    h = passes("matrices", "HVP: Hessian")
-    assert h["passes"] == 30 * 10 and h["kind"] == "hvp" and h["bound"] == "exact"
-    g = passes("matrices", "Gauss–Newton")
-    assert g["passes"] == 30 * 10 and g["bound"] == "lower bound"
+    h = passes("matrices", "HVP: Hessian")  # the whole matrix's products and the two blocks'
+    assert h["passes"] == (30 + 2 * 4) * 10 and h["kind"] == "hvp" and h["bound"] == "exact"
+    assert passes("matrices", "HVP graph builds")["passes"] == 10
+    g = passes("matrices", "Gauss–Newton/Fisher products")
+    assert g["passes"] == (30 + 2 * 4) * 10 and g["kind"] == "gn" and g["bound"] == "exact"
+    assert passes("matrices", "Gauss–Newton/Fisher map builds")["passes"] == 10
+    units = cost.work_units({**t, "layer_curvature": None}, {RUN: "m"})
+    assert passes("matrices", "HVP: Hessian")["passes"] == 30 * 10  # blocks not known
+    assert passes("matrices", "layer blocks")["bound"] == "not counted"
+    units = cost.work_units(t, {RUN: "m"})
     assert cost.count_status(cost.work_units({**t, "curvature_matrices": None}, {RUN: "m"})
                              .query("stage == 'matrices'")["bound"]) == "lower bound"
     # a flatness table from before the evaluations were recorded: a lower bound
@@ -195,7 +205,8 @@ def test_kernel_rates_against_their_targets(tmp_path):
     and activation paths over their seconds (not REPAIR's or the Bézier curve's); the B = 128
     runs' steps over their training seconds; no such work: no verdict."""
     t = synthetic_tables(tmp_path)
-    per_image = {"m": {"forward": 1e9, "fwd_bwd": 3e9, "hvp": 6e9, "hvp_build": 3e9}}
+    per_image = {"m": {"forward": 1e9, "fwd_bwd": 3e9, "hvp": 6e9, "hvp_build": 3e9,
+                 "gn": 6e9, "gn_build": 3e9}}
     report = pd.DataFrame([
         {"stage": "slices", "jobs": 2, "gflop": 600.0, "cpu_s_used": 10.0, "count": "exact"},
         {"stage": "robustness", "jobs": 1, "gflop": 100.0, "cpu_s_used": 10.0,
@@ -244,7 +255,11 @@ def test_flops_per_image_of_a_linear_layer_match_the_hand_count():
     assert f["forward"] == 2 * 784 * 10
     assert f["fwd_bwd"] == 2 * 2 * 784 * 10  # + the weight gradient; no input gradient
     assert f["hvp"] > 0 and f["hvp_build"] > 0
-    assert cost.model_flops(model, n=4, hvp_method="rev-rev")["hvp_build"] == 0
+    assert f["gn"] > 0 and f["gn_build"] > 0
+    other = cost.model_flops(model, n=4, hvp_method="rev-rev", gn_cached=False)
+    assert other["hvp_build"] == 0 and other["gn_build"] == 0
+    # a recomputing G product is a jvp and a vjp: at least a forward and a backward pass
+    assert other["gn"] >= f["fwd_bwd"]
 
 
 def test_report_has_the_documented_columns_and_rates():
@@ -255,7 +270,8 @@ def test_report_has_the_documented_columns_and_rates():
          "bound": "exact", "note": ""},
         {"stage": "robustness", "item": "pac", "model": "", "kind": "", "passes": math.nan,
          "bound": "not counted", "note": "n/a"}], columns=cost.UNIT_COLUMNS)
-    per_image = {"m": {"forward": 1e9, "fwd_bwd": 3e9, "hvp": 6e9, "hvp_build": 3e9},
+    per_image = {"m": {"forward": 1e9, "fwd_bwd": 3e9, "hvp": 6e9, "hvp_build": 3e9,
+                 "gn": 6e9, "gn_build": 3e9},
                  "": dict.fromkeys(cost.KINDS, math.nan)}
     flops = cost.unit_flops(units, per_image)
     fixed = {s: {"import_cpu_s": 1.0, "import_wall_s": 1.1, "data_cpu_s": 0.5,
