@@ -21,9 +21,10 @@ Per stage (rule family) three measured things are put side by side:
   importing its stage module, and loading and verifying the prepared data).
 
 Work the tables do not record is never guessed: such a unit has ``passes`` NaN and bound
-``not counted`` (PAC-Bayes bisection evaluations, Bézier bend training, …), and the stage's
-count is then a lower bound. ``report_frame`` makes the table (``REPORT_COLUMNS``),
-``format_text``/``format_markdown`` print it; ``python -m landscape cost RESULTS_DIR`` runs it all.
+``not counted`` (REPAIR's statistics, BatchNorm re-estimation, …), and the stage's count is then
+a lower bound. ``report_frame`` makes the table (``REPORT_COLUMNS``), ``kernel_rates`` the rates
+of the main kernels against ``RATE_TARGETS`` (``RATE_COLUMNS``), ``format_report`` prints both;
+``python -m landscape cost RESULTS_DIR`` runs it all.
 """
 
 from __future__ import annotations
