@@ -226,15 +226,6 @@ def other_benchmark_folders(bench_dir: str | Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- units of work
-def images_in_steps(start: int, count: int, n: int, batch_size: int) -> int:
-    """Images in optimiser steps start, …, start + count − 1 of epochs of ``n`` images in
-    batches of ``batch_size`` (the last batch of an epoch holds the remainder)."""
-    per_epoch = math.ceil(n / batch_size)
-
-    def before(step: int) -> int:
-        return (step // per_epoch) * n + (step % per_epoch) * batch_size
-
-    return before(int(start) + int(count)) - before(int(start))
 
 
 def read_tables(tables_dir: str | Path, names) -> dict[str, pd.DataFrame | None]:
@@ -285,6 +276,8 @@ def train_steps(runs: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
     """The runs table joined with each run's optimiser steps (``step``: the last epoch row's,
     or the divergence step) and epoch evaluations (``evals``), and ``images``: the images its
     steps passed forward and backward."""
+    from .train import images_in_steps  # torch: imported where used, `--help` stays light
+
     last = training.sort_values("epoch").groupby("run").agg(step=("step", "last"),
                                                             evals=("epoch", "size"))
     df = runs.set_index("run").join(last, how="inner").reset_index()
@@ -492,6 +485,8 @@ def _connectivity_units(t: dict, models: Mapping[str, str]) -> list[dict]:
         if runs is None:
             out.append(_absent("connectivity", "spawned children's steps", "runs"))
         else:
+            from .train import images_in_steps
+
             kids = spawn.drop_duplicates(["run", "spawn_step"]).merge(
                 runs[["run", "train_size", "batch_size"]], on="run", how="inner")
             images = pd.Series([images_in_steps(k, a, n, b) + images_in_steps(k, c, n, b)

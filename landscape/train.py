@@ -151,6 +151,17 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
+def images_in_steps(start: int, count: int, n: int, batch_size: int) -> int:
+    """Images in optimiser steps start, …, start + count − 1 of epochs of ``n`` images in
+    batches of ``batch_size`` (the last batch of an epoch holds the remainder)."""
+    per_epoch = steps_per_epoch(n, batch_size)
+
+    def before(step: int) -> int:
+        return (step // per_epoch) * n + (step % per_epoch) * batch_size
+
+    return before(int(start) + int(count)) - before(int(start))
+
+
 def dense_steps(total: int, count: int, exclude=()) -> list[int]:
     """``count`` distinct optimiser steps in [1, ``total``], none in ``exclude``, as evenly
     spaced in log(step) as whole steps allow (all of them when there are fewer): the rounded

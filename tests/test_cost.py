@@ -66,12 +66,6 @@ def test_missing_benchmarks_folder_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("landscape cost: error: no benchmarks folder")
 
 
-def test_images_in_steps_counts_the_short_last_batch():
-    assert cost.images_in_steps(0, 8, 100, 32) == 200     # 2 epochs of 4 steps
-    assert cost.images_in_steps(2, 3, 100, 32) == 32 + 4 + 32
-    assert cost.images_in_steps(5, 0, 100, 32) == 0
-
-
 def synthetic_tables(tmp_path) -> dict:
     """A small study's tables, written and read back through the table contract."""
     hp = {"run": RUN, "model": "cnn", "optimizer": "sgd",

@@ -209,3 +209,11 @@ def test_dense_snapshots_change_nothing_but_add_states(tmp_path, tiny_splits):
               progress=False)
     sc = load_snapshots(tmp_path / "c" / "snapshots.pt")
     assert tensor_digest(sc["states"][1]) == tensor_digest(sb["dense"]["states"][1])
+
+
+def test_images_in_steps_counts_the_short_last_batch():
+    from landscape.train import images_in_steps
+
+    assert images_in_steps(0, 8, 100, 32) == 200     # 2 epochs of 4 steps
+    assert images_in_steps(2, 3, 100, 32) == 32 + 4 + 32
+    assert images_in_steps(5, 0, 100, 32) == 0

@@ -19,11 +19,10 @@ from ..connectivity.paths import (
     train_bezier,
 )
 from ..connectivity.repair import Repair
-from ..cost import images_in_steps
 from ..errors import UserError
 from ..models import build_model
 from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
-from ..train import set_deterministic, steps_per_epoch
+from ..train import images_in_steps, set_deterministic, steps_per_epoch
 from ._common import skip_reason
 from ._connectivity import eval_sets, t_grid, with_eval_columns
 from ._runner import Skip
