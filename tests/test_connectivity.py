@@ -26,6 +26,7 @@ from landscape.connectivity import (
     barrier_location,
     barrier_mean,
     barrier_table,
+    bezier_images,
     bezier_point,
     bezier_t_sequence,
     child_order_seeds,
@@ -445,6 +446,25 @@ def test_train_bezier_runs_a_batchnorm_cnn_and_restores_it(data):
     assert not torch.equal(bend["features.0.weight"], mid["features.0.weight"])
     with pytest.raises(ValueError, match="exactly one"):
         train_bezier(model, sa, sb, x, y, lr=0.01)
+
+
+
+def test_bezier_images_are_the_images_the_bend_trains_on(data):
+    """What the connectivity job records for the cost model (bezier_images) is what
+    train_bezier passes forward and backward: epochs, or steps ending inside an epoch."""
+    x, y = data
+    model = tiny("cnn", 0)
+    sa, sb = model.state_dict(), tiny("cnn", 1).state_dict()
+    seen: list[int] = []
+    hook = model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    try:
+        for kw in ({"epochs": 1}, {"steps": 5}):
+            seen.clear()
+            train_bezier(model, sa, sb, x, y, lr=0.01, batch_size=50, seed=1, **kw)
+            assert sum(seen) == bezier_images(len(y), 50, **kw)
+    finally:
+        hook.remove()
+    assert bezier_images(120, 50, steps=4) == 120 + 50  # an epoch of 50 + 50 + 20, then 50
 
 
 # ---------------------------------------------------------------- spawning

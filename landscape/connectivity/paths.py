@@ -59,7 +59,7 @@ from ..params import (
     sub,
     write_,
 )
-from ..train import epoch_order, steps_per_epoch
+from ..train import epoch_order, images_in_steps, steps_per_epoch
 
 if TYPE_CHECKING:
     from .repair import Repair
@@ -420,6 +420,19 @@ def bezier_t_sequence(seed: int, steps: int) -> list[float]:
     return [float(torch.rand((), generator=g)) for _ in range(steps)]
 
 
+def bezier_steps(n: int, batch_size: int, epochs: int | None = None,
+                 steps: int | None = None) -> int:
+    """Optimiser steps of ``train_bezier`` on ``n`` samples: ``steps``, or ``epochs`` passes."""
+    return int(steps) if steps is not None else int(epochs) * steps_per_epoch(n, batch_size)
+
+
+def bezier_images(n: int, batch_size: int, epochs: int | None = None,
+                  steps: int | None = None) -> int:
+    """Images ``train_bezier`` passes forward and backward on ``n`` samples (what the cost model
+    counts for the bend's training)."""
+    return images_in_steps(0, bezier_steps(n, batch_size, epochs, steps), n, batch_size)
+
+
 def train_bezier(model: nn.Module, state_a: Mapping[str, torch.Tensor],
                  state_b: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
                  init_bend: Mapping[str, torch.Tensor] | None = None, epochs: int | None = None,
@@ -459,7 +472,7 @@ def train_bezier(model: nn.Module, state_a: Mapping[str, torch.Tensor],
         raise ValueError(f"need samples and batch_size ≥ 1; got {n} samples, batch_size "
                          f"{batch_size}")
     per_epoch = steps_per_epoch(n, batch_size)
-    total = int(steps) if steps is not None else int(epochs) * per_epoch
+    total = bezier_steps(n, batch_size, epochs, steps)
     if total < 0:
         raise ValueError(f"steps = {total} is not allowed: expected ≥ 0")
 

@@ -15,6 +15,7 @@ from ..connectivity.paths import (
     BezierPath,
     LinearPath,
     barrier_table,
+    bezier_images,
     evaluate_path,
     train_bezier,
 )
@@ -22,7 +23,7 @@ from ..connectivity.repair import Repair
 from ..errors import UserError
 from ..models import build_model
 from ..schemas import connectivity as _tables  # noqa: F401  registers the tables written here
-from ..train import images_in_steps, set_deterministic, steps_per_epoch
+from ..train import set_deterministic
 from ._common import skip_reason
 from ._connectivity import eval_sets, t_grid, with_eval_columns
 from ._runner import Skip
@@ -118,7 +119,7 @@ def measure(job) -> dict[str, pd.DataFrame]:
                                             "n_permuted", "n_units", "objective",
                                             "distance_before", "distance_after", "seconds"])
 
-    frames, barriers, seconds, bezier_images = [], [], {}, None
+    frames, barriers, seconds, bend_images = [], [], {}, None
     for method in methods:
         t0 = time.perf_counter()
         repair = None
@@ -138,14 +139,12 @@ def measure(job) -> dict[str, pd.DataFrame]:
             if dev.type == "cuda":  # CPU kernels are deterministic; the switch costs seconds
                 set_deterministic(dev)
             x, y = train.tensors(dev)
-            n_bend = int(x.shape[0])
-            bezier_images = images_in_steps(  # the cost model counts the bend's training
-                0, bz["steps"] if bz["steps"] is not None
-                else bz["epochs"] * steps_per_epoch(n_bend, bz["batch_size"]),
-                n_bend, bz["batch_size"])
-            bend = train_bezier(model, state_a, state_end, x, y, epochs=None if bz["steps"]
-                                is not None else bz["epochs"], steps=bz["steps"], lr=bz["lr"],
-                                momentum=bz["momentum"], weight_decay=bz["weight_decay"],
+            epochs = None if bz["steps"] is not None else bz["epochs"]
+            # the cost model counts the bend's training from this
+            bend_images = bezier_images(int(x.shape[0]), bz["batch_size"], epochs, bz["steps"])
+            bend = train_bezier(model, state_a, state_end, x, y, epochs=epochs,
+                                steps=bz["steps"], lr=bz["lr"], momentum=bz["momentum"],
+                                weight_decay=bz["weight_decay"],
                                 batch_size=bz["batch_size"], seed=bz["seed"],
                                 channels_last=cfg["channels_last"], progress=progress)
             path = BezierPath.from_states(model, state_a, bend, state_end)
@@ -161,8 +160,8 @@ def measure(job) -> dict[str, pd.DataFrame]:
               f"{b.loc['test', 'error_barrier']:.4f} ({seconds[method]:.1f} s)")
 
     meta = {"seconds": seconds, "points": len(ts), "device": str(dev)}
-    if bezier_images is not None:
-        meta["bezier_images"] = bezier_images
+    if bend_images is not None:
+        meta["bezier_images"] = bend_images
     job.table_meta = {"connectivity": meta, "barriers": meta}
     print(f"{pair}: {len(cfg['methods'])} paths × {len(ts)} points on "
           f"{sets.sizes['train']} + {sets.sizes['test']} images; stage total "
