@@ -97,13 +97,10 @@ def main() -> None:
     sl, rb, cn, hs = cfg["slices"], cfg["robustness"], cfg["connectivity"], cfg["hessian"]
 
     net = model(0, args.width)
-    flops = model_flops(net, hvp_method="cached")  # per image; the HVP method is fixed below
     hvp_data = splits(args.data, hs["eval_size"], 1)[0]
     hvp_op = HessianOperator(net, *hvp_data, batch_size=hs["batch_size"],
                              method=hs["hvp_method"], max_cache_mb=hs["max_cache_mb"])
-    if hvp_op.method != "cached":  # count what the stage would run
-        flops = {**flops, **{k: v for k, v in model_flops(net, hvp_method=hvp_op.method).items()
-                             if k.startswith("hvp")}}
+    flops = model_flops(net, hvp_method=hvp_op.method)  # per image, the products the stage runs
     v = torch.randn(hvp_op.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     hvp_op.matvec(v)  # the graph build of a cached operator: once per operator, not timed
 
